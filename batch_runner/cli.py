@@ -1,0 +1,72 @@
+"""The ``batch-runner`` command line: parses arguments and calls the library, nothing more.
+
+Each subcommand lives in its own module, which exposes ``register(subparsers)``; the
+parser it adds sets ``func`` to a callable taking the parsed namespace and returning the
+exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from .errors import BatchRunnerError
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    every job succeeded (validate: every manifest is valid)
+  1    the run finished and some jobs failed or were cancelled
+  2    bad usage, invalid manifest, or credentials rejected
+  3    another run holds this output folder
+  4    stopped early with work left (insufficient balance, --max-cost, --deadline)
+  130  interrupted by SIGINT (Ctrl-C)
+  143  interrupted by SIGTERM
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import validate
+    from .sandbox import cli as sandbox_cli
+
+    parser = argparse.ArgumentParser(
+        prog="batch-runner",
+        description="Run a YAML manifest of image+prompt jobs on the Wiro API, resumably.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"batch-runner {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in (validate, sandbox_cli):
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    func = getattr(args, "func", None)
+    if func is None:
+        parser.print_help()
+        return 2
+    try:
+        code: int = func(args)
+        return code
+    except BatchRunnerError as exc:
+        if args.verbose:
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
