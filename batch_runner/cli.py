@@ -27,7 +27,7 @@ exit codes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import validate
+    from . import run_cmd, status_cmd, validate
     from .sandbox import cli as sandbox_cli
 
     parser = argparse.ArgumentParser(
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (validate, sandbox_cli):
+    for module in (run_cmd, validate, status_cmd, sandbox_cli):
         module.register(subparsers)
     return parser
 

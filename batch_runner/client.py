@@ -1,0 +1,493 @@
+"""``WiroClient``: the Wiro API over one ``aiohttp.ClientSession``.
+
+Speaks both authentication modes (API key only, or key + HMAC signature with a fresh nonce
+on every request), parses the string-typed replies into :mod:`batch_runner.records`, and turns
+every failure into one class of :mod:`batch_runner.errors` that says what to do next. It
+does not retry: :mod:`batch_runner.retry` decides that from the error's class.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import mimetypes
+import os
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+from . import DEFAULT_API_BASE, DEFAULT_SOCKET_URL
+from .errors import (
+    ApiError,
+    AuthError,
+    ConcurrencyLimitError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    NotFoundError,
+    ProtocolError,
+    RateLimitedError,
+    ServerError,
+    TransportError,
+    UsageError,
+    register_secret,
+)
+from .records import RunResult, Task, TaskPage, UploadedFile, as_int
+
+log = logging.getLogger("batch_runner.client")
+
+#: Largest JSON answer read into memory; anything longer is a hostile or broken reply.
+MAX_JSON_BYTES = 16 * 1024 * 1024
+
+_AUTH_HINTS = ("authorization", "signature", "api key", "apikey", "x-api-key", "sign in")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """An API key and optional secret. ``repr`` never shows either."""
+
+    api_key: str
+    api_secret: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.api_key:
+            raise UsageError(
+                "No API key: set WIRO_API_KEY (and WIRO_API_SECRET for a signature project), "
+                "or use --sandbox."
+            )
+        register_secret(self.api_key)
+        register_secret(self.api_secret)
+
+    def __repr__(self) -> str:
+        mode = "signature" if self.api_secret else "api-key-only"
+        return f"Credentials(mode={mode!r})"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
+        env = os.environ if environ is None else environ
+        return cls(
+            env.get("WIRO_API_KEY", "").strip(), env.get("WIRO_API_SECRET", "").strip() or None
+        )
+
+
+class NonceSource:
+    """Strictly increasing microsecond nonces: distinct even at thousands of requests/s."""
+
+    def __init__(self) -> None:
+        self._last = 0
+        self._lock = threading.Lock()
+
+    def next(self) -> str:
+        with self._lock:
+            now = time.time_ns() // 1000
+            self._last = max(now, self._last + 1)
+            return str(self._last)
+
+
+def sign(api_key: str, api_secret: str, nonce: str) -> str:
+    """``hex(HMAC-SHA256(key=api_key, msg=api_secret + nonce))``, lowercase."""
+    return hmac.new(api_key.encode(), (api_secret + nonce).encode(), hashlib.sha256).hexdigest()
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def error_from_answer(
+    endpoint: str, status: int, body: Any, *, retry_after: float | None = None
+) -> ApiError:
+    """The error class for an answer that was received but is not a success."""
+    errors = body.get("errors") if isinstance(body, dict) else None
+    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
+    code = as_int(first.get("code"))
+    text = str(first.get("message") or "").strip()[:500]
+    where = f"{endpoint} answered"
+    if status == 429:
+        return RateLimitedError(
+            f"{where} HTTP 429 (rate limited){': ' + text if text else ''}.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+            retry_after=retry_after,
+        )
+    if status == 408 or status >= 500:
+        return ServerError(
+            f"{where} HTTP {status}, a server-side failure{': ' + text if text else ''}.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+            retry_after=retry_after,
+        )
+    lowered = text.lower()
+    if status in (401, 403) or code in (98, 99) or any(h in lowered for h in _AUTH_HINTS):
+        return AuthError(
+            f"The service rejected the credentials: {text or f'HTTP {status}'} "
+            "Check WIRO_API_KEY and WIRO_API_SECRET (a signature project needs both).",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+        )
+    if code == 96:
+        return ConcurrencyLimitError(
+            f"{where} code 96: the project's concurrency limit is reached"
+            f"{' (' + text + ')' if text else ''}.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+            retry_after=retry_after,
+        )
+    if code == 97:
+        return InsufficientBalanceError(
+            f"{where} code 97: insufficient balance{' (' + text + ')' if text else ''}. "
+            "Top up the account, then re-run: finished work is kept.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+        )
+    if code == 1:
+        return NotFoundError(
+            f"{where} code 1: not found{' (' + text + ')' if text else ''}.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+        )
+    if status == 404 and (code is None or "parsing url" in lowered):
+        return InvalidInputError(
+            f"{where} HTTP 404 ({text or 'unknown path'}): "
+            "check the model name and the API base URL.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+        )
+    if code == 0 or 400 <= status < 500:
+        return InvalidInputError(
+            f"{where} that the request is invalid: {text or f'HTTP {status}'}.",
+            code=code,
+            status=status,
+            endpoint=endpoint,
+        )
+    return ApiError(
+        f"{where} an error{' (code ' + str(code) + ')' if code is not None else ''}: "
+        f"{text or f'HTTP {status}'}.",
+        code=code,
+        status=status,
+        endpoint=endpoint,
+    )
+
+
+class WiroClient:
+    """An async client for the Wiro API. Use it as ``async with WiroClient(...) as client``.
+
+    ``api_secret=None`` selects API-key-only mode; otherwise every request is signed with a
+    distinct nonce. ``body_format`` chooses how ``/Run`` sends inputs: ``"multipart"`` (as
+    the API page documents) or ``"json"`` (also accepted by the service).
+    """
+
+    def __init__(
+        self,
+        api_key: str,
+        api_secret: str | None = None,
+        *,
+        base_url: str | None = None,
+        socket_url: str | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connect_timeout: float = 15.0,
+        read_timeout: float = 60.0,
+        connection_limit: int = 256,
+        body_format: str = "multipart",
+        max_json_bytes: int = MAX_JSON_BYTES,
+    ) -> None:
+        self.credentials = Credentials(api_key, api_secret or None)
+        self.base_url = (base_url or DEFAULT_API_BASE).rstrip("/")
+        if not self.base_url.startswith(("http://", "https://")):
+            raise UsageError(
+                f"The API base URL must start with http:// or https://, not {self.base_url!r}."
+            )
+        self.socket_url = socket_url or DEFAULT_SOCKET_URL
+        if body_format not in ("multipart", "json"):
+            raise UsageError(f"body_format must be 'multipart' or 'json', not {body_format!r}.")
+        self.body_format = body_format
+        self.max_json_bytes = max_json_bytes
+        self._timeout = aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout, sock_read=read_timeout
+        )
+        self._limit = connection_limit
+        self._session = session
+        self._owns_session = session is None
+        self._nonces = NonceSource()
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> WiroClient:
+        """A client configured from ``WIRO_API_KEY``, ``WIRO_API_SECRET``, ``WIRO_API_BASE``
+        and ``WIRO_SOCKET_URL``."""
+        env = os.environ if environ is None else environ
+        creds = Credentials.from_env(env)
+        kwargs.setdefault("base_url", env.get("WIRO_API_BASE") or None)
+        kwargs.setdefault("socket_url", env.get("WIRO_SOCKET_URL") or None)
+        return cls(creds.api_key, creds.api_secret, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"WiroClient(base_url={self.base_url!r}, credentials={self.credentials!r})"
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._limit, limit_per_host=self._limit)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=self._timeout)
+            self._owns_session = True
+        return self._session
+
+    async def __aenter__(self) -> WiroClient:
+        _ = self.session
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session and self._session is not None and not self._session.closed:
+            await self._session.close()
+
+    @property
+    def allow_http_downloads(self) -> bool:
+        """Plain-http output URLs are accepted only when the API itself is plain http."""
+        return self.base_url.startswith("http://")
+
+    def auth_headers(self) -> dict[str, str]:
+        """Fresh authentication headers for one request."""
+        headers = {"x-api-key": self.credentials.api_key}
+        if self.credentials.api_secret:
+            nonce = self._nonces.next()
+            headers["x-nonce"] = nonce
+            headers["x-signature"] = sign(
+                self.credentials.api_key, self.credentials.api_secret, nonce
+            )
+        return headers
+
+    async def _post(
+        self,
+        endpoint: str,
+        *,
+        json_body: Mapping[str, Any] | None = None,
+        form: aiohttp.FormData | None = None,
+        creates_task: bool = False,
+    ) -> dict[str, Any]:
+        """POST to ``endpoint`` and return the JSON object of a successful answer."""
+        url = self.base_url + endpoint
+        kwargs: dict[str, Any] = {"headers": self.auth_headers()}
+        if form is not None:
+            kwargs["data"] = form
+        else:
+            kwargs["data"] = orjson.dumps(dict(json_body or {}))
+            kwargs["headers"]["Content-Type"] = "application/json"
+        try:
+            async with self.session.post(url, allow_redirects=False, **kwargs) as resp:
+                raw = await resp.content.read(self.max_json_bytes + 1)
+                status = resp.status
+                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"Could not connect to {self.base_url} for {endpoint} ({type(exc).__name__}); "
+                "check the network and WIRO_API_BASE.",
+                endpoint=endpoint,
+                may_have_created=False,
+            ) from None
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransportError(
+                f"The connection failed during {endpoint} ({type(exc).__name__}); "
+                + ("the task may have been created." if creates_task else "it can be retried."),
+                endpoint=endpoint,
+                may_have_created=creates_task,
+            ) from None
+        log.debug("POST %s -> %s (%d bytes)", endpoint, status, len(raw))
+        # An answer arrived. A gateway failure may still have reached the backend.
+        ambiguous = creates_task and (status == 408 or status >= 500)
+        if len(raw) > self.max_json_bytes:
+            raise ProtocolError(
+                f"{endpoint} answered more than {self.max_json_bytes} bytes; refusing to read it.",
+                status=status,
+                endpoint=endpoint,
+                may_have_created=creates_task,
+            )
+        try:
+            body = orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError:
+            body = None
+            if status < 400:
+                raise ProtocolError(
+                    f"{endpoint} answered HTTP {status} with a body that is not JSON.",
+                    status=status,
+                    endpoint=endpoint,
+                    may_have_created=creates_task,
+                ) from None
+        if (
+            status >= 300
+            or not isinstance(body, dict)
+            or body.get("result") not in (True, "true", 1, "1")
+        ):
+            if status < 300 and not isinstance(body, dict):
+                raise ProtocolError(
+                    f"{endpoint} answered JSON that is not an object.",
+                    status=status,
+                    endpoint=endpoint,
+                    may_have_created=creates_task,
+                )
+            if status < 300 and isinstance(body, dict) and not body.get("errors"):
+                raise ProtocolError(
+                    f"{endpoint} answered without a result or any error.",
+                    status=status,
+                    endpoint=endpoint,
+                    may_have_created=creates_task,
+                )
+            error = error_from_answer(endpoint, status, body, retry_after=retry_after)
+            error.may_have_created = ambiguous
+            raise error
+        return body
+
+    async def run(self, model: str, inputs: Mapping[str, str]) -> RunResult:
+        """Start a task. On error, ``may_have_created`` says whether it may exist anyway."""
+        if not model or model.count("/") != 1 or any(c in model for c in "?#% "):
+            raise UsageError(f"A model is named 'owner/name', not {model!r}.")
+        endpoint = f"/Run/{model}"
+        if self.body_format == "multipart":
+            form = aiohttp.FormData(quote_fields=False)
+            for key, value in inputs.items():
+                form.add_field(key, str(value))
+            body = await self._post(endpoint, form=form, creates_task=True)
+        else:
+            body = await self._post(endpoint, json_body=dict(inputs), creates_task=True)
+        taskid = str(body.get("taskid") or "").strip()
+        token = str(body.get("socketaccesstoken") or "").strip()
+        if not taskid:
+            raise ProtocolError(
+                f"{endpoint} reported success without a task id; the task may have been created.",
+                endpoint=endpoint,
+                may_have_created=True,
+            )
+        return RunResult(taskid=taskid, tasktoken=token)
+
+    async def _task_list(self, endpoint: str, payload: Mapping[str, str]) -> tuple[Task, ...]:
+        body = await self._post(endpoint, json_body=payload)
+        raw = body.get("tasklist")
+        if not isinstance(raw, list):
+            raise ProtocolError(f"{endpoint} answered without a task list.", endpoint=endpoint)
+        return tuple(Task.from_api(t, endpoint) for t in raw)
+
+    async def _one_task(
+        self, endpoint: str, payload: Mapping[str, str], taskid: str | None
+    ) -> Task:
+        tasks = await self._task_list(endpoint, payload)
+        if not tasks:
+            raise ProtocolError(f"{endpoint} answered an empty task list.", endpoint=endpoint)
+        if taskid is not None:
+            for task in tasks:
+                if task.id == taskid:
+                    return task
+            raise ProtocolError(
+                f"{endpoint} answered about task {tasks[0].id!r}, "
+                f"not the task asked for ({taskid!r}).",
+                endpoint=endpoint,
+            )
+        return tasks[0]
+
+    @staticmethod
+    def _task_key(taskid: str | None, tasktoken: str | None, token_field: str) -> dict[str, str]:
+        if bool(taskid) == bool(tasktoken):
+            raise UsageError("Give exactly one of taskid or tasktoken.")
+        return {"taskid": str(taskid)} if taskid else {token_field: str(tasktoken)}
+
+    async def detail(self, *, taskid: str | None = None, tasktoken: str | None = None) -> Task:
+        """The task's current record from ``/Task/Detail``."""
+        payload = self._task_key(taskid, tasktoken, "tasktoken")
+        return await self._one_task("/Task/Detail", payload, taskid)
+
+    async def list_tasks(
+        self, *, start: int = 0, limit: int = 100, model: str | None = None
+    ) -> TaskPage:
+        """One page of the project's tasks, newest first (``/Task/List``, limit at most 100)."""
+        payload = {
+            "type": "model",
+            "sort": "id",
+            "order": "DESC",
+            "start": str(start),
+            "limit": str(min(limit, 100)),
+        }
+        if model:
+            payload["model"] = model
+        body = await self._post("/Task/List", json_body=payload)
+        raw = body.get("tasklist")
+        if raw is None:
+            raw = []
+        if not isinstance(raw, list):
+            raise ProtocolError(
+                "/Task/List answered a task list that is not a list.", endpoint="/Task/List"
+            )
+        tasks = tuple(Task.from_api(t, "/Task/List") for t in raw)
+        total = as_int(body.get("total"))
+        return TaskPage(total=total if total is not None else len(tasks), tasks=tasks)
+
+    async def cancel(self, taskid: str) -> Task:
+        """Cancel a task that is still queued (``/Task/Cancel``)."""
+        return await self._one_task("/Task/Cancel", {"taskid": str(taskid)}, str(taskid))
+
+    async def kill(self, *, taskid: str | None = None, tasktoken: str | None = None) -> Task:
+        """Stop a running task (``/Task/Kill``)."""
+        payload = self._task_key(taskid, tasktoken, "socketaccesstoken")
+        return await self._one_task("/Task/Kill", payload, taskid)
+
+    async def upload(self, path: Path) -> UploadedFile:
+        """Upload a local file through ``/File/Upload``; its URL goes into ``inputImageUrl``."""
+        path = Path(path)
+        content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        data = path.read_bytes()
+        form = aiohttp.FormData()
+        form.add_field("file", data, filename=path.name, content_type=content_type)
+        body = await self._post("/File/Upload", form=form)
+        items = body.get("list")
+        first = (
+            items[0] if isinstance(items, list) and items and isinstance(items[0], dict) else None
+        )
+        url = first.get("url") if first else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise ProtocolError(
+                "/File/Upload answered without a usable file URL.", endpoint="/File/Upload"
+            )
+        return UploadedFile(
+            url=url,
+            name=str(first.get("name") or path.name) if first else path.name,
+            size=as_int(first.get("size")) if first else None,
+        )
+
+    async def download(
+        self, url: str, out_dir: Path, rel_path: str, *, expected_size: int | None
+    ) -> Any:
+        """Stream an output into ``out_dir/rel_path``, verified and resumable."""
+        from .download import download_verified
+
+        return await download_verified(
+            self.session,
+            url,
+            Path(out_dir),
+            rel_path,
+            expected_size=expected_size,
+            allow_http=self.allow_http_downloads,
+        )

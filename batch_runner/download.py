@@ -1,0 +1,440 @@
+"""Verified, resumable, sandboxed downloads of task outputs.
+
+Everything here treats the service's replies as hostile: file names are sanitised before they
+become paths, every URL and redirect is checked, sizes are enforced while streaming, and a file
+only appears under its final name after it was hashed, fsync'd and renamed. Bytes go to
+``DIR/.partial/<name>.part`` first, so an interrupted transfer resumes with ``Range``.
+
+The aiohttp session passed in must carry no credentials as default headers: download URLs
+point at other hosts, and every header of the session would be sent to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import posixpath
+import re
+import unicodedata
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+from .errors import DiskFullError, DownloadError, IntegrityError, UnsafeDownloadError
+
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
+PARTIAL_DIR = ".partial"
+MAX_REDIRECTS = 5
+MAX_NAME_CHARS = 100
+MAX_NAME_BYTES = 200  # well under the usual 255-byte limit, whatever the script
+DEFAULT_EXT = ".mp4"
+
+_WINDOWS_RESERVED = frozenset(
+    {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)}
+)
+# Top-level names the runner itself owns; an output must never replace one of them.
+_OWNED_PREFIXES = ("ledger.json", "journal.jsonl", "index.html", ".lock", PARTIAL_DIR)
+_EXT_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
+_TYPE_EXT = {
+    "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov",
+    "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif",
+    "audio/mpeg": ".mp3", "audio/wav": ".wav", "application/json": ".json", "text/plain": ".txt",
+}  # fmt: skip
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+# Headers a download session may carry by default; anything else could be a credential.
+_HARMLESS_HEADERS = frozenset({"user-agent", "accept", "accept-language"})
+# File steps run here rather than through asyncio.to_thread so that close() can wait for one.
+_IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batch-runner-download")
+
+
+@dataclass(frozen=True, slots=True)
+class DownloadResult:
+    """A verified file: ``path`` relative to the output folder, its size and sha256."""
+
+    path: str
+    size: int
+    sha256: str
+
+
+def safe_name(name: str, *, fallback: str) -> str:
+    """A single harmless file name made from ``name`` (a service's), else from ``fallback``.
+
+    Keeps only the last path component, drops control and format characters, leading and
+    trailing dots and spaces and characters Windows forbids, defuses reserved device names and
+    caps the length (keeping a short extension): the result can never leave its folder.
+    """
+    return _clean(name) or _clean(fallback) or "file"
+
+
+def _clean(name: str) -> str:
+    """The sanitised form of ``name``; "" when nothing usable is left."""
+    text = unicodedata.normalize("NFC", name)
+    parts = [p for p in re.split(r"[/\\]", text) if p.strip(". ")]
+    text = parts[-1] if parts else ""
+    text = "".join(
+        "_" if c in '<>:"|?*' else c for c in text if not unicodedata.category(c).startswith("C")
+    ).strip(". ")
+    if text.split(".")[0].strip().lower() in _WINDOWS_RESERVED:
+        text = "_" + text
+    stem, ext = _split_ext(text)
+    while len(stem) + len(ext) > MAX_NAME_CHARS or len((stem + ext).encode()) > MAX_NAME_BYTES:
+        stem = stem[: min(len(stem) - 1, MAX_NAME_CHARS - len(ext))]
+    stem = stem.rstrip(". ")
+    return stem + ext if stem else ""
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    """Split a short alphanumeric extension (``.mp4``) off ``name``; "" when there is none."""
+    stem, dot, ext = name.rpartition(".")
+    if dot and stem and _EXT_RE.fullmatch(dot + ext):
+        return stem, dot + ext
+    return name, ""
+
+
+def ext_for(name: str, content_type: str) -> str:
+    """The extension an output should get: from its name, else its content type, else .mp4."""
+    _, ext = _split_ext(_clean(name))
+    if ext:
+        return ext.lower()
+    mime = content_type.split(";")[0].strip().lower()
+    return _TYPE_EXT.get(mime, DEFAULT_EXT)
+
+
+def output_paths(job_id: str, outputs: Sequence[tuple[str, str]]) -> list[str]:
+    """Relative destinations for a job's outputs, given as ``(name, content type)`` pairs.
+
+    One output lands at ``<job id><ext>``; several at ``<job id>/<name>``, deduplicated without
+    regard to case (case-insensitive file systems would merge them otherwise).
+    """
+    stem = _not_owned(safe_name(job_id, fallback="job"))
+    if len(outputs) == 1:
+        name, ctype = outputs[0]
+        paths = [_not_owned(stem + ext_for(name, ctype))]
+    else:
+        paths, seen = [], set()
+        for i, (name, ctype) in enumerate(outputs, 1):
+            clean = safe_name(name, fallback=f"output-{i}")
+            base, ext = _split_ext(clean)
+            ext = ext or ext_for("", ctype)
+            unique, n = base + ext, 1
+            while unique.lower() in seen:
+                n += 1
+                unique = f"{base}-{n}{ext}"
+            seen.add(unique.lower())
+            paths.append(f"{stem}/{unique}")
+    for path in paths:
+        check_relative(path)
+    return paths
+
+
+def _not_owned(name: str) -> str:
+    """Prefix ``_`` to a top-level name that would clash with the runner's own files."""
+    return "_" + name if name.lower().startswith(_OWNED_PREFIXES) else name
+
+
+def check_relative(rel_path: str) -> str:
+    """Refuse any path that is not a plain, normalised relative path below the output folder."""
+    inside = posixpath.normpath(posixpath.join("/root", rel_path)).startswith("/root/")
+    if (not inside or posixpath.normpath(rel_path) != rel_path or "\\" in rel_path
+            or "\x00" in rel_path or rel_path.lower().startswith(_OWNED_PREFIXES)):  # fmt: skip
+        raise UnsafeDownloadError(f"refusing output path {rel_path[:120]!r}: not inside the folder")
+    return rel_path
+
+
+def _inside(out_dir: Path, rel_path: str) -> Path:
+    """``out_dir/rel_path``, after checking that it resolves (symlinks included) inside."""
+    base = out_dir.resolve()
+    target = (base / rel_path).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise UnsafeDownloadError(f"refusing output path {rel_path!r}: it resolves outside {base}")
+    return target
+
+
+def check_url(url: str, *, allow_http: bool) -> None:
+    """Accept only http(s) URLs with a host, and plain http only when the API itself is http."""
+    try:
+        parts = urlsplit(url)
+        scheme, host = parts.scheme.lower(), parts.hostname
+    except ValueError as exc:
+        raise UnsafeDownloadError(f"refusing malformed download URL: {exc}") from None
+    if scheme not in ("http", "https"):
+        why = f"scheme {scheme or 'none'!r}: only http and https are allowed"
+    elif not host:
+        why = "it has no host"
+    elif scheme == "http" and not allow_http:
+        why = "plain http while the API base is https: outputs must come over https too"
+    else:
+        return
+    raise UnsafeDownloadError(f"refusing download URL {_where(url)[:80]}: {why}")
+
+
+def _where(url: str) -> str:
+    """The URL without its query (signed URLs carry tokens there), for messages."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]
+
+
+def verify_file(path: Path, size: int, sha256: str) -> bool:
+    """True when ``path`` is a regular file of ``size`` bytes and hash ``sha256`` (blocking)."""
+    try:
+        if not path.is_file() or path.stat().st_size != size:
+            return False
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest() == sha256.lower()
+    except OSError:
+        return False
+
+
+def _write_all(fd: int, data: bytes, hasher: _Hash) -> None:
+    """Write all of ``data`` and hash it; runs in a worker thread (hashlib drops the GIL)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+    hasher.update(data)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (directories cannot be opened for fsync on Windows)."""
+    if os.name != "nt":
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@dataclass
+class _Download:
+    """One transfer: where from, the ``.part`` file (descriptor, size, running hash), limits."""
+
+    session: aiohttp.ClientSession
+    url: str
+    allow_http: bool
+    path: Path
+    rel: str
+    expected: int | None
+    bound: int  # never hold more bytes than this: the expected size, else the cap
+    chunk: int
+    timeout: float
+    fd: int = -1
+    size: int = 0
+    hasher: _Hash = field(default_factory=hashlib.sha256)
+    discard: bool = False  # delete the part on exit: its bytes are known to be wrong
+    busy: Future[object] | None = None  # the file step running in the I/O pool, if any
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        self.fd = os.open(self.path, flags, 0o644)
+        if os.fstat(self.fd).st_size > self.bound:  # cannot be a prefix of what we expect
+            os.ftruncate(self.fd, 0)
+        with os.fdopen(os.dup(self.fd), "rb") as fh:  # rehash what an earlier run left
+            self.hasher = hashlib.file_digest(fh, "sha256")
+        self.size = os.lseek(self.fd, 0, os.SEEK_END)
+
+    def _restart(self) -> None:
+        os.ftruncate(self.fd, 0)
+        os.lseek(self.fd, 0, os.SEEK_SET)
+        self.size, self.hasher = 0, hashlib.sha256()
+
+    def _install(self, out_dir: Path, final: Path) -> None:
+        os.fsync(self.fd)
+        os.close(self.fd)
+        self.fd = -1
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _inside(out_dir, final.relative_to(out_dir.resolve()).as_posix())  # re-check symlinks
+        os.replace(self.path, final)
+        _fsync_dir(final.parent)
+        if final.parent != out_dir.resolve():
+            _fsync_dir(out_dir.resolve())
+
+    def close(self) -> None:
+        """Close the part (deleting it when worthless) once no file step is running: closing
+        the descriptor under a cancelled write would let it land in whatever reuses the fd."""
+        fd, self.fd = self.fd, -1
+        drop = self.discard or self.size == 0  # keep only bytes worth resuming from
+
+        def finish(_: object = None) -> None:
+            if fd >= 0:
+                os.close(fd)
+            if drop:
+                self.path.unlink(missing_ok=True)
+
+        if self.busy is not None and not self.busy.done():
+            self.busy.add_done_callback(finish)
+        else:
+            finish()
+
+    async def call(self, func: Callable[..., object], *args: object) -> None:
+        """Run a blocking file step in the I/O pool, turning OS errors into DownloadErrors."""
+        self.busy = _IO_POOL.submit(func, *args)
+        try:
+            await asyncio.wrap_future(self.busy)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                reason = "no space left on device"
+                if exc.errno == errno.EFBIG:
+                    reason = "file too large for the file system or the process limit"
+                raise DiskFullError(
+                    f"{reason} while writing {self.rel} ({self.size} bytes written); "
+                    "free space and re-run"
+                ) from exc
+            raise DownloadError(f"cannot write {self.rel}: {exc.strerror or exc}") from exc
+
+    async def write(self, pending: list[bytes]) -> None:
+        """Write and hash the pending chunks (joined: one copy at most), then forget them."""
+        data = pending[0] if len(pending) == 1 else b"".join(pending)
+        pending.clear()
+        if data:
+            await self.call(_write_all, self.fd, data, self.hasher)
+            self.size += len(data)
+
+    def too_long(self, what: str) -> DownloadError:
+        """The error for a body past the bound: declared size (integrity) or cap (safety)."""
+        if self.expected is None:
+            return UnsafeDownloadError(f"{self.rel}: {what} exceeds the cap of {self.bound} bytes")
+        return IntegrityError(f"{self.rel}: {what} exceeds the declared {self.bound} bytes")
+
+    async def get(self, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        """GET ``url``, following at most five redirects, each checked like the first URL."""
+        url, timeout = self.url, self.timeout
+        limits = aiohttp.ClientTimeout(total=None, sock_connect=timeout, sock_read=timeout)
+        for _ in range(MAX_REDIRECTS + 1):
+            try:
+                resp = await self.session.get(
+                    url, headers=headers, allow_redirects=False, timeout=limits,
+                    auto_decompress=False,
+                )  # fmt: skip
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                reason = str(exc) or type(exc).__name__
+                raise DownloadError(f"could not fetch {_where(url)}: {reason}") from exc
+            if resp.status not in _REDIRECTS:
+                return resp
+            location = resp.headers.get("Location", "")
+            resp.release()
+            if not location:
+                raise DownloadError(f"{_where(url)} redirected without a Location")
+            url = urljoin(url, location)
+            check_url(url, allow_http=self.allow_http)
+        raise UnsafeDownloadError(f"more than {MAX_REDIRECTS} redirects fetching an output")
+
+    async def fetch(self) -> None:
+        """Request the missing bytes and stream them in; restart from zero at most once."""
+        for _attempt in range(2):
+            have = self.size
+            headers = {"Accept-Encoding": "identity"}  # the bytes as stored, sizes as declared
+            if have:
+                headers["Range"] = f"bytes={have}-"
+            async with await self.get(headers) as resp:
+                got = resp.headers.get("Content-Range", "").strip()
+                done = got in ("", f"bytes */{have}") and self.expected in (None, have)
+                if resp.status == 416 and have and done:
+                    return  # the part already holds the whole file
+                if resp.status == 416 or (
+                    resp.status == 206 and not got.startswith(f"bytes {have}-")
+                ):
+                    await self.call(self._restart)  # not the range we asked for: from zero
+                    continue
+                if resp.status not in (200, 206):
+                    raise DownloadError(f"{self.rel}: HTTP {resp.status} {resp.reason}")
+                if resp.status == 200 and have:
+                    await self.call(self._restart)  # the server ignored Range: whole body
+                if resp.headers.get("Content-Encoding", "identity").lower() != "identity":
+                    raise IntegrityError(f"{self.rel}: the server sent an encoded body")
+                declared = resp.content_length
+                if declared is not None and self.size + declared > self.bound:
+                    raise self.too_long(f"Content-Length {declared}")
+                if declared is not None and self.expected not in (None, self.size + declared):
+                    raise IntegrityError(
+                        f"{self.rel}: Content-Length {declared} disagrees with the task's size "
+                        f"{self.expected} ({self.size} bytes already held)"
+                    )
+                await self.stream(resp)
+                return
+        raise IntegrityError(f"{self.rel}: the server keeps answering a range not asked for")
+
+    async def stream(self, resp: aiohttp.ClientResponse) -> None:
+        """Copy the body in, never past the bound.
+
+        Reads of up to ``chunk`` bytes are joined into writes of at least ``chunk`` bytes, each
+        written and hashed in one thread hop: measured on a 512 MiB local body this beats both
+        per-chunk aiofiles writes and a bytearray buffer (which copies every byte twice).
+        """
+        pending: list[bytes] = []
+        held = 0
+        try:
+            while True:
+                async with asyncio.timeout(self.timeout):
+                    chunk = await resp.content.read(self.chunk)
+                if not chunk:
+                    break
+                if self.size + held + len(chunk) > self.bound:
+                    self.discard = True
+                    raise self.too_long("the body")
+                pending.append(chunk)
+                held += len(chunk)
+                if held >= self.chunk:
+                    await self.write(pending)
+                    held = 0
+        except (TimeoutError, aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+            await self.write(pending)
+            why = f"was cut short ({type(exc).__name__})"
+            if isinstance(exc, TimeoutError):  # ours or aiohttp's sock_read timeout
+                why = f"stalled (no data for {self.timeout:g} s)"
+            raise IntegrityError(
+                f"{self.rel}: the download {why} after {self.size} bytes; "
+                "the partial file is kept for resume"
+            ) from exc
+        await self.write(pending)
+
+
+async def download_verified(
+    session: aiohttp.ClientSession,
+    url: str,
+    out_dir: Path,
+    rel_path: str,
+    *,
+    expected_size: int | None,
+    allow_http: bool,
+    max_bytes: int = 4 * 1024**3,
+    chunk_size: int = 256 * 1024,
+    read_timeout: float = 60.0,
+) -> DownloadResult:
+    """Fetch ``url`` into ``out_dir/rel_path``, resuming a partial file, and verify it.
+
+    Raises :class:`UnsafeDownloadError` (refused URL, redirect, path or size),
+    :class:`IntegrityError` (size mismatch, cut-short or stalled body: the part is kept for a
+    resume unless its bytes are known bad), :class:`DiskFullError`, or :class:`DownloadError`.
+    Nothing appears at the final path unless it was verified.
+    """
+    check_url(url, allow_http=allow_http)
+    if bad := [h for h in session.headers if h.lower() not in _HARMLESS_HEADERS]:
+        raise UnsafeDownloadError(f"the download session carries default headers {bad}")
+    if expected_size is not None and expected_size > max_bytes:
+        raise UnsafeDownloadError(f"{rel_path} is declared {expected_size} bytes, over the cap")
+    final = _inside(out_dir, check_relative(rel_path))
+    part_name = rel_path.replace("%", "%25").replace("/", "%2F") + ".part"
+    bound = max_bytes if expected_size is None else expected_size
+    part = _inside(out_dir, f"{PARTIAL_DIR}/{part_name}")
+    dl = _Download(
+        session, url, allow_http, part, rel_path, expected_size, bound, chunk_size, read_timeout
+    )
+    try:
+        await dl.call(dl._open)
+        await dl.fetch()
+        if expected_size is not None and dl.size != expected_size:
+            raise IntegrityError(f"{rel_path}: received {dl.size} bytes, expected {expected_size}")
+        await dl.call(dl._install, out_dir, final)
+        return DownloadResult(rel_path, dl.size, dl.hasher.hexdigest())
+    finally:
+        dl.close()

@@ -1,0 +1,170 @@
+"""One resolved manifest job, and the rules for its id and fingerprint.
+
+Ids name output files (``<id>.mp4``) and ledger records, so they must be safe as file names on
+every platform, unique without regard to letter case (macOS and Windows fold case), and stable
+from one run to the next. The fingerprint lets the ledger notice that a job was edited after
+it ran.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+#: A job id: 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, not
+#: ending with '.', no '..'. Kept identical to ``$defs.job_id`` in manifest.schema.json
+#: (a test checks it).
+ID_PATTERN = r"^(?!.*\.\.)[A-Za-z0-9](?:[A-Za-z0-9._-]{0,126}[A-Za-z0-9_-])?$"
+ID_MAX_LENGTH = 128
+_ID_RE = re.compile(ID_PATTERN)
+_SAFE_PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+_WINDOWS_DEVICES = frozenset(
+    {"con", "prn", "aux", "nul"}
+    | {f"com{i}" for i in range(1, 10)}
+    | {f"lpt{i}" for i in range(1, 10)}
+)
+#: Names the output folder uses for itself (see docs/DESIGN.md); a job may not take them.
+RESERVED_IDS = frozenset({"ledger.json", "journal.jsonl", "index.html"})
+#: Characters of the content hash in a derived id: 48 bits, so 100,000 jobs that share a
+#: prompt slug collide with odds of about 1 in 50,000 (and a collision is still resolved).
+HASH_CHARS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One job of a manifest, resolved and ready to submit.
+
+    ``inputs`` holds every model input that the job or the manifest's defaults set, as the
+    API's strings; ``inputImageUrl`` is ``""`` when ``image`` (an absolute path to upload
+    first) is set. ``index`` is the 0-based position in the expanded job list; ``source``
+    is ``"file:line"`` where the job was written.
+    """
+
+    id: str
+    index: int
+    inputs: dict[str, str] = field(hash=False)
+    image: Path | None
+    fingerprint: str
+    source: str
+
+
+def id_problem(job_id: str) -> str | None:
+    """Why ``job_id`` cannot name a job's files, or None when it can."""
+    if not job_id:
+        return "must not be empty"
+    if "/" in job_id or "\\" in job_id:
+        return "must not contain a path separator ('/' or '\\')"
+    if ".." in job_id:
+        return "must not contain '..'"
+    if len(job_id) > ID_MAX_LENGTH:
+        return f"is {len(job_id)} characters long; at most {ID_MAX_LENGTH} are allowed"
+    if not _ID_RE.match(job_id):
+        return (
+            "may use only letters, digits, '.', '_' and '-', must start with a letter or "
+            "digit and must not end with '.'"
+        )
+    lowered = job_id.lower()
+    if lowered.split(".", 1)[0] in _WINDOWS_DEVICES:
+        return "is a reserved device name on Windows"
+    if lowered in RESERVED_IDS:
+        return "is a file name the output folder uses itself"
+    return None
+
+
+def canonical_json(value: Any) -> bytes:
+    """Compact JSON with sorted keys and raw UTF-8: the same bytes on every machine."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+def fingerprint(model: str, inputs: Mapping[str, str], image_sha256: str | None) -> str:
+    """sha256 hex of what the service will be asked to do.
+
+    The local image counts by the sha256 of its content, not by its path, size or mtime:
+    a checkout on another machine (new mtimes, another folder) gives the same fingerprint,
+    and replacing the picture behind an unchanged name changes it.
+    """
+    payload = {"model": model, "inputs": dict(inputs), "image_sha256": image_sha256}
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def content_hash(inputs: Mapping[str, str], image_sha256: str | None) -> str:
+    """sha256 hex of a job's own inputs, the basis of a derived id."""
+    payload = {"inputs": dict(inputs), "image_sha256": image_sha256}
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
+
+
+def slugify(text: str, max_length: int = 32) -> str:
+    """Lower-case ASCII words joined by '-', cut at a word boundary (``""`` if none)."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
+    words = re.findall(r"[a-z0-9]+", ascii_text.lower())
+    slug = ""
+    for word in words:
+        candidate = f"{slug}-{word}" if slug else word
+        if len(candidate) > max_length:
+            break
+        slug = candidate
+    if not slug and words:
+        slug = words[0][:max_length]
+    return slug
+
+
+def derive_job_id(prompt: str | None, own_content_hash: str, occurrence: int = 1) -> str:
+    """The id of a job that gives none: ``<prompt slug>-<hash>``, ``-2``, ``-3`` for repeats.
+
+    Built from the job's own content (not its position), so inserting, deleting or
+    reordering jobs never renames the others; identical jobs stay distinct through their
+    occurrence number. Editing a job's own fields gives it a new id (it is a new job).
+    """
+    slug = slugify(prompt or "") or "job"
+    base = f"{slug}-{own_content_hash[:HASH_CHARS]}"
+    return base if occurrence <= 1 else f"{base}-{occurrence}"
+
+
+def id_part(value: str) -> str:
+    """A matrix value as it appears in an id: itself when safe and short, else slug+hash."""
+    if _SAFE_PART_RE.match(value) and ".." not in value and not value.endswith("."):
+        return value
+    digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
+    slug = slugify(value, 24)
+    return f"{slug}-{digest}" if slug else digest
+
+
+def matrix_job_id(base_id: str, combination: Sequence[tuple[str, str]]) -> str:
+    """``castle`` + [("seed", "1"), ("quality", "720p")] -> ``castle__seed-1__quality-720p``.
+
+    Too long for a file name: the tail is replaced by a hash of the full id, which keeps it
+    unique and stable.
+    """
+    job_id = base_id + "".join(f"__{name}-{id_part(value)}" for name, value in combination)
+    if len(job_id) > ID_MAX_LENGTH or id_problem(job_id) is not None:
+        digest = hashlib.sha256(job_id.encode("utf-8")).hexdigest()[:HASH_CHARS]
+        job_id = f"{job_id[: ID_MAX_LENGTH - HASH_CHARS - 2].rstrip('._-')}__{digest}"
+    return job_id
+
+
+def normalise_value(value: Any) -> str:
+    """A value the schema accepted, in the API's string form.
+
+    ``5`` -> ``"5"``, ``False`` -> ``"false"``, ``None`` -> ``""``; whole floats (only
+    reachable for inputs whose schema allows numbers) lose their ``.0``.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value.is_integer() and abs(value) < 1e16:
+            return str(int(value))
+        return repr(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode("utf-8")

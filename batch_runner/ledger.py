@@ -1,0 +1,539 @@
+"""Durable ledger: an fsync'd append-only journal beside an atomically replaced snapshot.
+
+In the output folder: ``ledger.json`` (``{"version": 1, "seq": S, "updated_at", "runs",
+"uploads", "jobs"}``) and ``journal.jsonl`` (one ``{"seq", "t", "type", "job", ...}`` per line).
+State = snapshot + journal lines with ``seq > S`` (older lines are skipped, so replaying twice
+changes nothing). Both files are mode 0600: they hold task tokens.
+
+Why this shape: an event costs one short appended line whatever the number of jobs; concurrent
+events share one write+fsync (group commit); the snapshot is rewritten only every
+``max(compact_every, jobs)`` events or ``compact_interval`` seconds, encoded and written off the
+event loop, so its cost per event is constant too.
+
+Crash safety at any instant: the snapshot is replaced atomically (temp file, fsync, rename, fsync
+dir) *before* the journal is replaced by one holding only the lines after the snapshot's seq.
+Only newline-terminated lines count; unparsable lines at the very end are a torn write and are
+dropped. An unparsable line *followed by a good one* is corruption: LedgerError naming the line,
+because skipping it could forget a task id and pay twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import orjson
+
+from .errors import LedgerError
+from .state import (
+    Event,
+    JobRecord,
+    LedgerState,
+    RunInfo,
+    TransitionError,
+    apply_event,
+    event_from_dict,
+    event_to_dict,
+)
+
+SNAPSHOT_NAME = "ledger.json"
+JOURNAL_NAME = "journal.jsonl"
+VERSION = 1
+FILE_MODE = 0o600
+
+log = logging.getLogger(__name__)
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _create(path: Path, *, append: bool) -> int:
+    """Open for writing, created 0600 (and made 0600 if it existed with another mode)."""
+    mode = os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | mode, FILE_MODE)
+    os.fchmod(fd, FILE_MODE)
+    return fd
+
+
+def _atomic_write(directory: Path, name: str, data: bytes) -> None:
+    tmp = directory / f".{name}.tmp"
+    fd = _create(tmp, append=False)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, directory / name)
+    _fsync_dir(directory)
+
+
+# --- snapshot and journal formats ----------------------------------------------------------
+
+
+def snapshot_payload(state: LedgerState) -> dict[str, Any]:
+    """A consistent copy of ``state`` to encode elsewhere: shallow copies (records are
+    immutable), so taking it on the event loop is cheap even at 100,000 jobs."""
+    return {
+        "version": VERSION,
+        "seq": state.seq,
+        "updated_at": state.updated_at,
+        "runs": list(state.runs),
+        "uploads": dict(state.uploads),
+        "jobs": dict(state.jobs),
+    }
+
+
+def encode_snapshot(payload: dict[str, Any]) -> bytes:
+    """``ledger.json`` bytes; orjson serialises the record dataclasses natively (fast)."""
+    return orjson.dumps(payload)
+
+
+def decode_snapshot(data: bytes, where: str = SNAPSHOT_NAME) -> LedgerState:
+    """Parse ``ledger.json``; LedgerError when it is not a ledger this version can read."""
+    try:
+        raw = orjson.loads(data)
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        if raw.get("version") != VERSION:
+            raise LedgerError(f"{where} has version {raw.get('version')!r}; expected {VERSION}.")
+        state = LedgerState(
+            jobs={key: JobRecord.from_dict(value) for key, value in raw["jobs"].items()},
+            uploads={str(k): str(v) for k, v in raw.get("uploads", {}).items()},
+            runs=[RunInfo(**run) for run in raw.get("runs", [])],
+            seq=int(raw["seq"]),
+            updated_at=raw.get("updated_at"),
+        )
+    except LedgerError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise LedgerError(f"{where} is not a readable ledger: {exc!r}") from exc
+    state.recount()
+    return state
+
+
+def encode_line(seq: int, event: Event) -> bytes:
+    """One journal line, newline included."""
+    return orjson.dumps({"seq": seq, **event_to_dict(event)}, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def parse_journal(data: bytes, where: str = JOURNAL_NAME) -> tuple[list[tuple[int, Event]], int]:
+    """The journal's events in file order, and the byte length of its good prefix (what a
+    writer keeps; anything after it is a torn tail)."""
+    events: list[tuple[int, Event]] = []
+    good_end = pos = lineno = 0
+    bad: tuple[int, str] | None = None
+    while (end := data.find(b"\n", pos)) >= 0:
+        lineno, line, pos = lineno + 1, data[pos:end], end + 1
+        if not line.strip():
+            good_end = pos if bad is None else good_end
+            continue
+        try:
+            obj = orjson.loads(line)
+            seq = obj["seq"]
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+                raise ValueError(f"bad seq {seq!r}")
+            event = event_from_dict(obj)
+        except (ValueError, KeyError, TypeError) as exc:
+            bad = bad or (lineno, repr(exc))
+            continue
+        if bad is not None:
+            raise LedgerError(
+                f"{where}: line {bad[0]} is corrupt ({bad[1]}) but later ones are not."
+            )
+        events.append((seq, event))
+        good_end = pos
+    return events, good_end
+
+
+class _Gap(LedgerError):
+    """The journal starts after the snapshot ends: a snapshot changed under a reader."""
+
+
+def replay(state: LedgerState, events: list[tuple[int, Event]], where: str = JOURNAL_NAME) -> int:
+    """Apply the events newer than ``state.seq``; returns how many applied. Impossible events
+    (never written by :class:`Ledger`) are skipped with a warning so a journal always replays."""
+    applied = 0
+    for seq, event in events:
+        if seq <= state.seq:
+            continue
+        if seq != state.seq + 1:
+            raise _Gap(f"{where}: seq {seq} follows {state.seq}; events are missing.")
+        try:
+            apply_event(state, event)
+        except TransitionError as exc:
+            state.skipped += 1
+            log.warning("%s: skipping seq %d: %s", where, seq, exc)
+        state.seq = seq
+        applied += 1
+    return applied
+
+
+class _Loaded(NamedTuple):
+    state: LedgerState
+    snapshot: bool  # ledger.json exists
+    journal: bool  # journal.jsonl exists
+    torn: int  # bytes of torn tail in the journal
+
+
+def _load(directory: Path) -> _Loaded:
+    """Snapshot + journal, writing nothing."""
+    snapshot, journal = directory / SNAPSHOT_NAME, directory / JOURNAL_NAME
+    try:
+        state = decode_snapshot(snapshot.read_bytes(), str(snapshot))
+        found = True
+    except FileNotFoundError:
+        state, found = LedgerState(), False
+    try:
+        data = journal.read_bytes()
+    except FileNotFoundError:
+        return _Loaded(state, found, False, 0)
+    events, good_end = parse_journal(data, str(journal))
+    replay(state, events, str(journal))
+    return _Loaded(state, found, True, len(data) - good_end)
+
+
+def _identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
+def read_ledger(directory: str | os.PathLike[str]) -> LedgerState:
+    """The ledger's current state without a lock and without writing: safe while a run is
+    active (retries when a compaction replaces the files under it)."""
+    directory = Path(directory)
+    snapshot = directory / SNAPSHOT_NAME
+    for _ in range(20):
+        before = _identity(snapshot)
+        try:
+            loaded = _load(directory)
+        except _Gap:
+            time.sleep(0.01)
+            continue
+        except OSError as exc:
+            raise LedgerError(f"Cannot read the ledger in {directory}: {exc}") from exc
+        if not loaded.snapshot and not loaded.journal:
+            raise LedgerError(f"There is no ledger in {directory}.")
+        if _identity(snapshot) == before:
+            return loaded.state
+    raise LedgerError(f"The ledger in {directory} kept changing while being read.")
+
+
+def restore(directory: str | os.PathLike[str]) -> LedgerState:
+    """Fold the journal into a fresh ``ledger.json`` and remove it (after ``kill -9``).
+    The caller must hold the folder's lock."""
+    directory = Path(directory)
+    try:
+        loaded = _load(directory)
+        if loaded.torn:
+            log.warning(
+                "%s: dropped a torn tail of %d bytes", directory / JOURNAL_NAME, loaded.torn
+            )
+        if loaded.journal or not loaded.snapshot:
+            payload = snapshot_payload(loaded.state)
+            _atomic_write(directory, SNAPSHOT_NAME, encode_snapshot(payload))
+            with contextlib.suppress(FileNotFoundError):
+                (directory / JOURNAL_NAME).unlink()
+            _fsync_dir(directory)
+        elif (directory / SNAPSHOT_NAME).stat().st_mode & 0o777 != FILE_MODE:
+            os.chmod(directory / SNAPSHOT_NAME, FILE_MODE)
+        for name in (SNAPSHOT_NAME, JOURNAL_NAME):  # leftovers of a killed compaction
+            with contextlib.suppress(FileNotFoundError):
+                (directory / f".{name}.tmp").unlink()
+    except OSError as exc:
+        raise LedgerError(f"Cannot restore the ledger in {directory}: {exc}") from exc
+    return loaded.state
+
+
+# --- the live ledger ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerStats:
+    """Counters for tests and benchmarks: ``fsyncs < events`` shows group commit working."""
+
+    events: int
+    writes: int
+    fsyncs: int
+    snapshots: int
+
+
+class Ledger:
+    """The run's durable record. One writer per folder (the caller holds the lock).
+
+    :meth:`record` applies an event to :attr:`state` at once, then queues its line; one writer
+    task writes every queued line with a single write+fsync in a thread and wakes the callers
+    it covered. Call it from one event loop; :meth:`flush_sync` and :meth:`close_sync` are for
+    signal paths on that loop's thread or after the loop has stopped.
+    """
+
+    def __init__(
+        self, directory: Path, state: LedgerState, *, compact_every: int, compact_interval: float
+    ) -> None:
+        self.directory = directory
+        self._state = state
+        self._compact_every = compact_every
+        self._compact_interval = compact_interval
+        self._fd = _create(directory / JOURNAL_NAME, append=True)
+        _fsync_dir(directory)
+        self._io_lock = threading.Lock()  # journal writes and rotation
+        self._snap_lock = threading.Lock()  # snapshot files
+        self._pending: list[tuple[int, bytes]] = []
+        self._inflight: list[tuple[int, bytes]] = []
+        self._tail: list[tuple[int, bytes]] | None = None  # written during a compaction
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+        self._wake: asyncio.Event | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._compactor: asyncio.Task[None] | None = None
+        self._written_seq = self._synced_seq = self._snapshot_seq = state.seq
+        self._since_snapshot = 0
+        self._last_snapshot = time.monotonic()
+        self._closing = self._closed = False
+        self._error: LedgerError | None = None
+        self._events = self._writes = self._fsyncs = self._snapshots = 0
+
+    @classmethod
+    def open(
+        cls,
+        directory: str | os.PathLike[str],
+        *,
+        compact_every: int = 5000,
+        compact_interval: float = 60.0,
+    ) -> Ledger:
+        """Read the folder's ledger once (restoring it after a crash) and start a journal."""
+        path = Path(directory)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            state = restore(path)
+            return cls(path, state, compact_every=compact_every, compact_interval=compact_interval)
+        except OSError as exc:
+            raise LedgerError(f"Cannot open the ledger in {path}: {exc}") from exc
+
+    @property
+    def state(self) -> LedgerState:
+        """The live state, every recorded event applied. Read it; never mutate it."""
+        return self._state
+
+    @property
+    def stats(self) -> LedgerStats:
+        return LedgerStats(self._events, self._writes, self._fsyncs, self._snapshots)
+
+    async def record(self, event: Event, *, durable: bool = True) -> int:
+        """Apply ``event`` and journal it; with ``durable`` return once it is fsync'd.
+        Returns the event's ``seq``.
+
+        TransitionError (nothing applied, nothing written) for an impossible event;
+        LedgerError when the ledger is closed or the disk refused an earlier write.
+        """
+        if self._error is not None:
+            raise self._error
+        if self._closing:
+            raise LedgerError("The ledger is closed.")
+        seq = self._state.seq + 1
+        line = encode_line(seq, event)
+        apply_event(self._state, event)
+        self._state.seq = seq
+        self._pending.append((seq, line))
+        self._events += 1
+        self._since_snapshot += 1
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_loop(), name="ledger-writer")
+        self._wake.set()
+        if durable:
+            await self._wait_for(seq)
+        return seq
+
+    async def flush(self) -> None:
+        """Return once everything recorded so far is fsync'd."""
+        if self._state.seq > self._synced_seq and not self._closed:
+            await self._wait_for(self._state.seq)
+
+    async def _wait_for(self, seq: int) -> None:
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((seq, future))
+        if self._wake is not None:
+            self._wake.set()
+        await future
+
+    async def _write_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            if not self._pending:
+                if self._waiters and not self._closed:  # a flush() with nothing new to write
+                    self._pending = []
+                elif self._closing:
+                    return
+                else:
+                    await self._wake.wait()
+                    self._wake.clear()
+                    continue
+            batch, self._pending = self._pending, []
+            self._inflight = batch
+            try:
+                await asyncio.to_thread(self._write_batch, batch, bool(self._waiters))
+            except OSError as exc:
+                self._fail(exc)
+                return
+            finally:
+                self._inflight = []
+            self._release()
+            self._maybe_compact()
+
+    def _write_batch(self, batch: list[tuple[int, bytes]], sync: bool) -> None:
+        """Write (and fsync) the lines not yet written; any thread, in seq order."""
+        with self._io_lock:
+            if self._closed:
+                return
+            fresh = [item for item in batch if item[0] > self._written_seq]
+            if fresh:
+                _write_all(self._fd, b"".join(line for _, line in fresh))
+                self._written_seq = fresh[-1][0]
+                self._writes += 1
+                if self._tail is not None:
+                    self._tail.extend(fresh)
+            if sync and self._synced_seq < self._written_seq:
+                os.fsync(self._fd)
+                self._fsyncs += 1
+                self._synced_seq = self._written_seq
+
+    def _release(self) -> None:
+        while self._waiters and self._waiters[0][0] <= self._synced_seq:
+            future = self._waiters.popleft()[1]
+            if not future.done():
+                future.set_result(None)
+
+    def _fail(self, exc: OSError) -> LedgerError:
+        error = self._error = LedgerError(f"Cannot write the ledger in {self.directory}: {exc}")
+        while self._waiters:
+            future = self._waiters.popleft()[1]
+            if not future.done():
+                future.set_exception(error)
+        return error
+
+    def _maybe_compact(self) -> None:
+        if self._compactor is not None and not self._compactor.done():
+            return
+        due = max(self._compact_every, len(self._state.jobs))
+        late = time.monotonic() - self._last_snapshot >= self._compact_interval
+        if self._since_snapshot >= due or (late and self._since_snapshot):
+            self._since_snapshot = 0
+            self._last_snapshot = time.monotonic()
+            self._tail = []  # before the copy: every line after it is captured
+            payload = snapshot_payload(self._state)
+            self._compactor = asyncio.create_task(self._compact(payload), name="ledger-compact")
+
+    async def _compact(self, payload: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self._compact_sync, payload)
+        except OSError as exc:
+            self._tail = None
+            self._fail(exc)
+
+    def _compact_sync(self, payload: dict[str, Any]) -> None:
+        """Snapshot first, then a journal holding only the lines after it (crash-safe)."""
+        seq = payload["seq"]
+        stored = self._store_snapshot(encode_snapshot(payload), seq)
+        with self._io_lock:
+            tail, self._tail = self._tail or [], None
+            if self._closed or not stored:
+                return
+            tmp = self.directory / f".{JOURNAL_NAME}.tmp"
+            fd = _create(tmp, append=True)
+            try:
+                _write_all(fd, b"".join(line for s, line in tail if s > seq))
+                os.fsync(fd)
+                os.replace(tmp, self.directory / JOURNAL_NAME)
+                _fsync_dir(self.directory)
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(self._fd)
+            self._fd = fd
+            self._synced_seq = self._written_seq
+
+    def _store_snapshot(self, data: bytes, seq: int) -> bool:
+        with self._snap_lock:
+            if self._closed or seq <= self._snapshot_seq:
+                return False
+            _atomic_write(self.directory, SNAPSHOT_NAME, data)
+            self._snapshot_seq = seq
+            self._snapshots += 1
+            return True
+
+    def _finish(self, payload: dict[str, Any]) -> None:
+        """Final snapshot, then the journal goes: ``ledger.json`` alone is complete."""
+        self._store_snapshot(encode_snapshot(payload), payload["seq"])
+        with self._snap_lock, self._io_lock:
+            if self._closed:
+                return
+            self._closed = True
+            os.close(self._fd)
+            with contextlib.suppress(FileNotFoundError):
+                (self.directory / JOURNAL_NAME).unlink()
+            _fsync_dir(self.directory)
+            self._synced_seq = self._written_seq = self._state.seq
+
+    async def close(self) -> None:
+        """Flush, write the final snapshot off the loop, remove the journal."""
+        if self._closed:
+            return
+        self._closing = True
+        if self._writer is not None and self._wake is not None:
+            self._wake.set()
+            await self._writer
+        if self._compactor is not None:
+            await self._compactor
+        try:
+            await asyncio.to_thread(self._finish, snapshot_payload(self._state))
+        except OSError as exc:
+            raise LedgerError(f"Cannot write the ledger in {self.directory}: {exc}") from exc
+        self._release()
+
+    def flush_sync(self) -> None:
+        """Write and fsync everything recorded, blocking: for a signal path."""
+        batch, self._pending = [*self._inflight, *self._pending], []
+        try:
+            self._write_batch(batch, True)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        with contextlib.suppress(RuntimeError):  # the loop may be gone
+            self._release()
+
+    def close_sync(self) -> None:
+        """:meth:`close`, blocking: flush, final snapshot, journal removed."""
+        if self._closed:
+            return
+        self._closing = True
+        self.flush_sync()
+        try:
+            self._finish(snapshot_payload(self._state))
+        except OSError as exc:
+            raise LedgerError(f"Cannot write the ledger in {self.directory}: {exc}") from exc
+        if self._wake is not None:
+            self._wake.set()  # let the writer task end

@@ -1,0 +1,92 @@
+"""One run per output folder: an OS-level lock (released by the kernel even after ``kill -9``).
+
+The lock file is ``DIR/.lock``; beside it ``DIR/.lock.json`` names the holder (pid, host,
+start time) so that a second run can say who holds the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from types import TracebackType
+
+from filelock import FileLock, Timeout
+
+from .errors import LockedError
+
+LOCK_NAME = ".lock"
+HOLDER_NAME = ".lock.json"
+
+
+def holder_info(out_dir: Path) -> dict[str, object] | None:
+    """What the last holder wrote about itself, or None."""
+    try:
+        data = json.loads((out_dir / HOLDER_NAME).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_locked(out_dir: Path) -> bool:
+    """True when a live process holds the folder's lock (checked without keeping it)."""
+    if not (out_dir / LOCK_NAME).exists():
+        return False
+    probe = FileLock(str(out_dir / LOCK_NAME), timeout=0)
+    try:
+        probe.acquire()
+    except Timeout:
+        return True
+    probe.release()
+    return False
+
+
+class RunLock:
+    """Hold ``DIR/.lock`` for the duration of a run; raise :class:`LockedError` at once if taken."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        self._lock = FileLock(str(out_dir / LOCK_NAME), timeout=0, mode=0o600)
+
+    def acquire(self) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            info = holder_info(self.out_dir) or {}
+            who = f"process {info.get('pid', '?')} on {info.get('host', '?')}"
+            since = info.get("started")
+            when = f", running since {since}" if since else ""
+            raise LockedError(
+                f"Another run ({who}{when}) holds the output folder {self.out_dir}. "
+                "Wait for it to finish, or stop it, then re-run."
+            ) from None
+        holder = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        tmp = self.out_dir / (HOLDER_NAME + ".tmp")
+        tmp.write_text(json.dumps(holder), "utf-8")
+        os.replace(tmp, self.out_dir / HOLDER_NAME)
+
+    def release(self) -> None:
+        if self._lock.is_locked:
+            try:
+                (self.out_dir / HOLDER_NAME).unlink(missing_ok=True)
+            finally:
+                self._lock.release()
+
+    def __enter__(self) -> RunLock:
+        self.acquire()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()

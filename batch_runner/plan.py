@@ -1,0 +1,110 @@
+"""What a run must do, decided from the manifest and the ledger alone (pure, no I/O).
+
+Every job falls in exactly one bucket:
+
+* ``submit``: no task on the service (new, pending, or given a new round);
+* ``reconcile``: a ``/Run`` may have created a task whose id was never recorded;
+* ``track``: a task id is recorded and the task is not finished: follow it, never resubmit;
+* ``download``: the task finished and its outputs are not all saved;
+* ``verify``: succeeded; its files are checked against size and sha256 before skipping;
+* ``skip``: failed or cancelled, and ``--retry-failed`` was not given.
+
+``events`` are the ledger events that make the ledger agree with the manifest (new jobs,
+edited jobs, new rounds), to be recorded before any work starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from .jobs import Job
+from .state import (
+    IN_FLIGHT,
+    JobRegistered,
+    JobReset,
+    JobStatus,
+    LedgerState,
+)
+
+
+@dataclass
+class Plan:
+    """Job ids per bucket, in manifest order."""
+
+    events: list[JobRegistered | JobReset] = field(default_factory=list)
+    submit: list[str] = field(default_factory=list)
+    reconcile: list[str] = field(default_factory=list)
+    track: list[str] = field(default_factory=list)
+    download: list[str] = field(default_factory=list)
+    verify: list[str] = field(default_factory=list)
+    skip: list[str] = field(default_factory=list)
+    #: edited jobs whose earlier outputs are to be kept beside (moved) before the reset
+    edited: list[str] = field(default_factory=list)
+    #: edited jobs whose earlier task is still in flight: finish it first, then re-run
+    edited_in_flight: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, int]:
+        return {
+            "submit": len(self.submit),
+            "reconcile": len(self.reconcile),
+            "track": len(self.track),
+            "download": len(self.download),
+            "verify": len(self.verify),
+            "skip": len(self.skip),
+            "edited": len(self.edited) + len(self.edited_in_flight),
+        }
+
+
+def plan_run(jobs: Iterable[Job], state: LedgerState, *, retry_failed: bool = False) -> Plan:
+    """Sort every manifest job into its bucket; jobs only in the ledger are left alone,
+    except those with a task in flight, which are still tracked so no paid video is lost."""
+    plan = Plan()
+    seen: set[str] = set()
+    for job in jobs:
+        seen.add(job.id)
+        record = state.jobs.get(job.id)
+        if record is None:
+            plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
+            plan.submit.append(job.id)
+            continue
+        status = record.status
+        if record.fingerprint != job.fingerprint:
+            if status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DOWNLOADING):
+                plan.edited_in_flight.append(job.id)
+                (plan.download if status == JobStatus.DOWNLOADING else plan.track).append(job.id)
+                continue
+            if status in (JobStatus.SUBMITTING, JobStatus.UNKNOWN):
+                # Settle the uncertain task first; the edit applies on the next run.
+                plan.edited_in_flight.append(job.id)
+                plan.reconcile.append(job.id)
+                continue
+            if record.outputs:
+                plan.edited.append(job.id)
+            else:
+                plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
+            plan.submit.append(job.id)
+            continue
+        if status == JobStatus.PENDING:
+            plan.submit.append(job.id)
+        elif status in (JobStatus.SUBMITTING, JobStatus.UNKNOWN):
+            plan.reconcile.append(job.id)
+        elif status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            plan.track.append(job.id)
+        elif status == JobStatus.DOWNLOADING:
+            plan.download.append(job.id)
+        elif status == JobStatus.SUCCEEDED:
+            plan.verify.append(job.id)
+        elif retry_failed:
+            plan.events.append(JobReset(job=job.id, reason="--retry-failed"))
+            plan.submit.append(job.id)
+        else:
+            plan.skip.append(job.id)
+    for job_id, record in state.jobs.items():
+        if job_id in seen or record.status not in IN_FLIGHT | {JobStatus.DOWNLOADING}:
+            continue
+        if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            plan.track.append(job_id)
+        elif record.status == JobStatus.DOWNLOADING:
+            plan.download.append(job_id)
+    return plan

@@ -1,0 +1,674 @@
+"""The run engine: a manifest in, verified videos and a durable ledger out.
+
+Shape: a fixed pool of ``concurrency`` submit-and-track workers pulling job ids from one
+iterator (tracked tasks first, then new submissions), a separate pool of download
+workers, one :class:`~batch_runner.slots.SlotGate` for the account's slots, and the
+ledger as the single record of truth. Memory stays flat: the pools are fixed, the queues
+hold job ids.
+
+Durability, in the order things happen for one job:
+
+1. ``submit_intent`` is fsync'd, then ``/Run`` is sent;
+2. the task id is fsync'd (``submitted``) before it is polled or subscribed;
+3. on a ``/Run`` error that may have created a task, ``/Task/List`` is searched before
+   any resubmission (``reconciled``);
+4. outputs are streamed to ``DIR/.partial``, verified, fsync'd and renamed into place
+   before ``output_saved`` and ``job_succeeded`` are recorded.
+
+A ``kill -9`` at any point therefore leaves either no task, a task the next run reconciles,
+or a task id the next run tracks; never a task paid twice, never a finished video lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import download
+from .client import WiroClient
+from .errors import (
+    ApiError,
+    AuthError,
+    BatchRunnerError,
+    ConcurrencyLimitError,
+    DiskFullError,
+    DownloadError,
+    InsufficientBalanceError,
+    InvalidInputError,
+    NotFoundError,
+    UnsafeDownloadError,
+)
+from .feed import TaskFeed
+from .jobs import Job
+from .ledger import Ledger
+from .lock import RunLock
+from .manifest import Manifest
+from .plan import Plan, plan_run
+from .pricing import estimate_job_cost
+from .progress import Reporter, RunEvent
+from .reconcile import Candidate, match, recent_tasks
+from .records import Task
+from .retry import RetryPolicy
+from .slots import SlotGate
+from .state import (
+    AttemptFailed,
+    JobCancelled,
+    JobFailed,
+    JobRecord,
+    JobRegistered,
+    JobStatus,
+    OutputLost,
+    OutputSaved,
+    Reconciled,
+    RemoteOutput,
+    RunEnded,
+    RunStarted,
+    SavedOutput,
+    SubmitAmbiguous,
+    SubmitIntent,
+    SubmitRejected,
+    Submitted,
+    TaskDone,
+    TaskStatusSeen,
+    counts_by_status,
+    total_cost,
+)
+from .tracker import PollSchedule, Tracker, TrackingLost
+from .uploads import Uploader
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run can be told. Defaults are what ``batch-runner run`` uses."""
+
+    out_dir: Path
+    concurrency: int = 4
+    download_concurrency: int = 8
+    poll: PollSchedule = field(default_factory=PollSchedule)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    task_timeout: float | None = None
+    max_attempts: int = 1
+    retry_failed: bool = False
+    max_cost: float | None = None
+    deadline: float | None = None
+    use_socket: bool = True
+    error_budget: float = 900.0
+    reconcile_delay: float = 2.0
+    download_attempts: int = 4
+
+
+@dataclass
+class RunResult:
+    """How a run ended: the exit code and what the summary shows."""
+
+    exit_code: int
+    counts: dict[str, int]
+    total: int
+    spent: float
+    wall_seconds: float
+    stop_reason: str | None
+    failures: list[tuple[str, str]]
+    out_dir: Path
+    submitted: int = 0
+    reconciled: int = 0
+    status_requests: int = 0
+    edited_pending: int = 0
+
+
+class _Stop(Exception):
+    """Raised inside a worker when the run must stop early (code 97, cost cap, ...)."""
+
+
+class Runner:
+    """Carries out one run of a manifest into an output folder."""
+
+    def __init__(
+        self,
+        manifest: Manifest,
+        client: WiroClient,
+        options: RunOptions,
+        reporter: Reporter,
+    ) -> None:
+        self.manifest = manifest
+        self.client = client
+        self.options = options
+        self.reporter = reporter
+        self.jobs: dict[str, Job] = {job.id: job for job in manifest.jobs}
+        self.out_dir = options.out_dir
+        self.gate = SlotGate(options.concurrency)
+        self.stop_reason: str | None = None
+        self.stop_exit = 4
+        self._downloads: asyncio.Queue[str | None] = asyncio.Queue()
+        self._owned: set[str] = set()
+        self._committed_estimate = 0.0
+        self._submitted = 0
+        self._reconciled = 0
+        self._edited_pending: set[str] = set()
+        self.ledger: Ledger | None = None
+        self._uploader_obj: Uploader | None = None
+        #: set by the CLI's signal handler before it cancels the run (130 or 143)
+        self.interrupt_code: int | None = None
+        self.tracker: Tracker | None = None
+        self.feed: TaskFeed | None = None
+        self.started = time.monotonic()
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    @property
+    def _ledger(self) -> Ledger:
+        assert self.ledger is not None
+        return self.ledger
+
+    @property
+    def _uploader(self) -> Uploader:
+        if self._uploader_obj is None:
+            self._uploader_obj = Uploader(self.client, self._ledger, self.options.policy)
+        return self._uploader_obj
+
+    def _record_of(self, job_id: str) -> JobRecord:
+        return self._ledger.state.jobs[job_id]
+
+    def _say(self, kind: str, job: str | None = None, message: str = "", level: str = "info",
+             **data: object) -> None:  # fmt: skip
+        self.reporter.event(RunEvent(kind, job, message, level, dict(data)))
+
+    def _tick(self) -> None:
+        state = self._ledger.state
+        self.reporter.update(
+            counts_by_status(state), total=len(state.jobs), spent=total_cost(state)
+        )
+
+    def stop(self, reason: str, exit_code: int = 4) -> None:
+        """Stop submitting new tasks; what is in flight is still followed."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+            self.stop_exit = exit_code
+            self._say("stopping", message=f"stopping new submissions: {reason}", level="warning")
+
+    # --- the run --------------------------------------------------------------------------
+
+    async def run(self) -> RunResult:
+        lock = RunLock(self.out_dir)
+        lock.acquire()
+        try:
+            self.ledger = Ledger.open(self.out_dir)
+            try:
+                await self._ledger.record(RunStarted(pid=os.getpid()))
+                try:
+                    result = await self._run_locked()
+                except asyncio.CancelledError:
+                    # Interrupted: every durable step is already on disk; note how we left.
+                    code = self.interrupt_code or 130
+                    counts = counts_by_status(self._ledger.state)
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(self._ledger.record(
+                            RunEnded(pid=os.getpid(), exit_code=code, counts=counts), durable=False
+                        ))  # fmt: skip
+                    raise
+                await self._ledger.record(
+                    RunEnded(pid=os.getpid(), exit_code=result.exit_code, counts=result.counts)
+                )
+                return result
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self._ledger.close())
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> RunResult:
+        plan = plan_run(
+            self.manifest.jobs, self._ledger.state, retry_failed=self.options.retry_failed
+        )
+        await self._apply_plan(plan)
+        self._owned = {r.taskid for r in self._ledger.state.jobs.values() if r.taskid}
+        for record in self._ledger.state.jobs.values():
+            self._owned.update(record.history)
+        self._say(
+            "run_started",
+            message=(
+                f"{len(self.jobs)} jobs: {len(plan.submit)} to submit, {len(plan.track)} to track, "
+                f"{len(plan.reconcile)} to reconcile, {len(plan.download)} to download, "
+                f"{len(plan.verify)} done, {len(plan.skip)} failed earlier"
+            ),
+            **plan.summary(),
+        )
+        self._edited_pending = set(plan.edited_in_flight)
+        session = self.client.session
+        self.feed = TaskFeed(session, self.client.socket_url) if self.options.use_socket else None
+        self.tracker = Tracker(
+            self.client, schedule=self.options.poll, policy=self.options.policy,
+            feed=self.feed, error_budget=self.options.error_budget,
+        )  # fmt: skip
+        if self.feed is not None:
+            self.feed.start()
+        try:
+            await self._verify_succeeded(plan.verify)
+            if plan.reconcile:
+                await self._reconcile_at_start(plan)
+            work = self._work_items(plan)
+            await self._execute(work, plan)
+        finally:
+            if self.feed is not None:
+                await self.feed.close()
+        return self._result()
+
+    async def _apply_plan(self, plan: Plan) -> None:
+        for event in plan.events:
+            await self._ledger.record(event, durable=False)
+        for job_id in plan.edited:
+            kept = await asyncio.to_thread(self._keep_beside, self._record_of(job_id))
+            job = self.jobs[job_id]
+            await self._ledger.record(
+                JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept), durable=False
+            )
+        await self._ledger.flush()
+
+    def _keep_beside(self, record: JobRecord) -> tuple[SavedOutput, ...]:
+        """Move an edited job's earlier outputs aside so the new run cannot overwrite them."""
+        tag = record.fingerprint[:8]
+        kept: list[SavedOutput] = []
+        for out in record.outputs:
+            src = self.out_dir / out.path
+            stem, dot, ext = out.path.rpartition(".")
+            new_rel = (
+                f"{stem}.prev-{tag}.{ext}" if dot and "/" not in ext else f"{out.path}.prev-{tag}"
+            )
+            dst = self.out_dir / new_rel
+            if src.exists():
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dst)
+                kept.append(SavedOutput(out.name, new_rel, out.size, out.sha256))
+        return tuple(kept)
+
+    def _work_items(self, plan: Plan) -> Iterator[tuple[str, str]]:
+        """Tracked tasks first (they hold slots already), then new submissions."""
+        for job_id in plan.track:
+            yield ("track", job_id)
+        for job_id in plan.submit:
+            yield ("submit", job_id)
+
+    async def _execute(self, work: Iterator[tuple[str, str]], plan: Plan) -> None:
+        pending_work: deque[tuple[str, str]] = deque()
+
+        def next_item() -> tuple[str, str] | None:
+            if pending_work:
+                return pending_work.popleft()
+            return next(work, None)
+
+        for job_id in plan.download:
+            self._downloads.put_nowait(job_id)
+
+        async def worker() -> None:
+            while True:
+                item = next_item()
+                if item is None:
+                    return
+                kind, job_id = item
+                if kind == "submit" and self.stop_reason is not None:
+                    continue
+                await self.gate.acquire()
+                try:
+                    await self._process(kind, job_id)
+                finally:
+                    await self.gate.release()
+                self._tick()
+
+        async def downloader() -> None:
+            while True:
+                job_id = await self._downloads.get()
+                if job_id is None:
+                    return
+                await self._download_job(job_id)
+                self._tick()
+
+        deadline = self.options.deadline
+        try:
+            async with asyncio.timeout(deadline), asyncio.TaskGroup() as group:
+                dl_tasks = [
+                    group.create_task(downloader())
+                    for _ in range(self.options.download_concurrency)
+                ]
+                workers = [group.create_task(worker()) for _ in range(self.options.concurrency)]
+                await asyncio.gather(*workers)
+                for _ in dl_tasks:
+                    self._downloads.put_nowait(None)
+        except TimeoutError:
+            self.stop(f"the deadline of {deadline:.0f} s was reached; in-flight tasks are recorded")
+        except BaseExceptionGroup as group_error:
+            fatal = [e for e in group_error.exceptions if isinstance(e, BatchRunnerError)]
+            if fatal:
+                raise fatal[0] from None
+            raise
+
+    # --- one job through the service -----------------------------------------------------
+
+    async def _process(self, kind: str, job_id: str) -> None:
+        if kind == "submit":
+            submitted = await self._submit(job_id)
+            if not submitted:
+                return
+        while True:
+            task = await self._track(job_id)
+            if task is None:
+                return
+            resubmit = await self._settle(job_id, task)
+            if not resubmit or self.stop_reason is not None:
+                return
+            if not await self._submit(job_id):
+                return
+
+    async def _submit(self, job_id: str) -> bool:
+        """Submit a job until a task id is durable. False when nothing is in flight for it."""
+        job = self.jobs[job_id]
+        while True:
+            if self.stop_reason is not None:
+                return False
+            estimate = estimate_job_cost(job.inputs) or 0.0
+            if self.options.max_cost is not None:
+                spent = total_cost(self._ledger.state)
+                if spent + self._committed_estimate + estimate > self.options.max_cost + 1e-9:
+                    self.stop(
+                        f"--max-cost ${self.options.max_cost:.2f} would be passed "
+                        f"(spent ${spent:.2f}, in flight ~${self._committed_estimate:.2f})"
+                    )
+                    return False
+            inputs = dict(job.inputs)
+            if job.image is not None:
+                inputs["inputImageUrl"] = await self._uploader.url_for(job)
+            record = self._record_of(job_id)
+            if record.fingerprint != job.fingerprint:
+                # An edited job whose earlier task has settled: its new version starts now.
+                await self._ledger.record(JobRegistered(job=job_id, fingerprint=job.fingerprint))
+                self._edited_pending.discard(job_id)
+                record = self._record_of(job_id)
+            await self._ledger.record(
+                SubmitIntent(job=job_id, attempt=record.attempts + 1, fingerprint=job.fingerprint)
+            )
+            try:
+                result = await self.options.policy.call_run(
+                    lambda: self.client.run(self.manifest.model, inputs),
+                    on_retry=lambda e, n, d: self._say(
+                        "retry", job_id, f"/Run: {e} (retry {n} in {d:.1f} s)"
+                    ),
+                )
+            except ConcurrencyLimitError as exc:
+                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
+                await self.gate.shrink()
+                self._say(
+                    "throttled", job_id, f"code 96: lowering concurrency to {self.gate.limit}"
+                )
+                await asyncio.sleep(self.options.policy.delay_for(exc, self.gate.shrinks))
+                continue
+            except InsufficientBalanceError as exc:
+                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
+                self.stop("insufficient balance (code 97): top up the account, then re-run")
+                return False
+            except AuthError:
+                await self._ledger.record(SubmitRejected(job=job_id, error="credentials rejected"))
+                raise
+            except InvalidInputError as exc:
+                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
+                await self._ledger.record(JobFailed(job=job_id, error=exc.message))
+                self._say("failed", job_id, exc.message, level="error")
+                return False
+            except ApiError as exc:
+                if exc.may_have_created:
+                    await self._ledger.record(SubmitAmbiguous(job=job_id, error=exc.message))
+                    if await self._reconcile_one(job_id):
+                        return True
+                    continue
+                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
+                self.stop(f"the service keeps refusing submissions: {exc.message}")
+                return False
+            except asyncio.CancelledError:
+                # The /Run may be on its way: the durable intent makes the next run reconcile.
+                raise
+            await self._ledger.record(
+                Submitted(job=job_id, taskid=result.taskid, tasktoken=result.tasktoken or None)
+            )
+            self._owned.add(result.taskid)
+            self._submitted += 1
+            self._committed_estimate += estimate
+            self._say(
+                "submitted", job_id, f"submitted as task {result.taskid}", taskid=result.taskid
+            )
+            return True
+
+    async def _reconcile_one(self, job_id: str) -> bool:
+        """After an ambiguous /Run: adopt the task if the service shows it, else say so."""
+        await asyncio.sleep(self.options.reconcile_delay)
+        found = await self._find_tasks([job_id])
+        return found.get(job_id, False)
+
+    async def _reconcile_at_start(self, plan: Plan) -> None:
+        """Settle every uncertain /Run of an earlier run before anything is submitted."""
+        self._say("resume", message=(
+            f"reconciling {len(plan.reconcile)} uncertain submissions through /Task/List"
+        ))  # fmt: skip
+        found = await self._find_tasks(plan.reconcile)
+        for job_id in plan.reconcile:
+            (plan.track if found.get(job_id) else plan.submit).append(job_id)
+
+    async def _find_tasks(self, job_ids: list[str]) -> dict[str, bool]:
+        """Search /Task/List for the given uncertain jobs and record what was found."""
+        records = [self._record_of(j) for j in job_ids]
+        since = min((r.submitted_at or r.updated_at or time.time()) for r in records)
+        tasks = await self.options.policy.call(lambda: recent_tasks(self.client, since, model=None))
+        candidates = []
+        for record in records:
+            job = self.jobs.get(record.job_id)
+            if job is None:
+                continue
+            inputs = dict(job.inputs)
+            if job.image is not None:
+                url = self._ledger.state.uploads.get(self._uploader.digest(job))
+                if url:
+                    inputs["inputImageUrl"] = url
+                else:
+                    inputs.pop("inputImageUrl", None)
+            candidates.append(Candidate(record.job_id, inputs, record.submitted_at or since))
+        matches = match(candidates, tasks, owned=self._owned)
+        out: dict[str, bool] = {}
+        for job_id, task in matches.items():
+            self._reconciled += 1
+            if task is None:
+                await self._ledger.record(Reconciled(job=job_id))
+                self._say("reconciled", job_id, "no task was created; it will be submitted")
+                out[job_id] = False
+            else:
+                await self._ledger.record(
+                    Reconciled(job=job_id, taskid=task.id, tasktoken=task.tasktoken or None)
+                )
+                self._owned.add(task.id)
+                self._say("reconciled", job_id, f"found task {task.id} on the service; tracking it")
+                out[job_id] = True
+        return out
+
+    async def _track(self, job_id: str) -> Task | None:
+        """Follow the job's task to a terminal status; None if the run must let it go."""
+        record = self._record_of(job_id)
+        assert self.tracker is not None and record.taskid is not None
+        taskid = record.taskid
+
+        async def on_status(task: Task) -> None:
+            if not task.is_terminal:
+                await self._ledger.record(
+                    TaskStatusSeen(job=job_id, status=task.status, taskid=taskid), durable=False
+                )
+
+        timeout = self.options.task_timeout
+        submitted_at = record.submitted_at or time.time()
+        remaining = None if timeout is None else max(0.0, timeout - (time.time() - submitted_at))
+        try:
+            async with asyncio.timeout(remaining):
+                return await self.tracker.wait_terminal(
+                    taskid, record.tasktoken or "", submitted_at=submitted_at, on_status=on_status
+                )
+        except TimeoutError:
+            return await self._time_out(job_id, taskid)
+        except TrackingLost as exc:
+            self.stop(exc.message)
+            return None
+        except NotFoundError as exc:
+            await self._ledger.record(
+                JobFailed(
+                    job=job_id, error=f"task {taskid} is unknown to the service: {exc.message}"
+                )
+            )
+            self._say("failed", job_id, f"task {taskid} is unknown to the service", level="error")
+            return None
+
+    async def _time_out(self, job_id: str, taskid: str) -> Task | None:
+        reason = f"task {taskid} ran longer than --task-timeout {self.options.task_timeout:.0f} s; it was stopped"
+        try:
+            task = await self.options.policy.call(lambda: self.client.kill(taskid=taskid))
+        except ApiError:
+            try:
+                task = await self.options.policy.call(lambda: self.client.cancel(taskid))
+            except ApiError as exc:
+                reason += f" (stopping it failed: {exc.message})"
+                task = None
+        if task is not None and task.succeeded:
+            return task
+        await self._ledger.record(JobCancelled(job=job_id, error=reason))
+        self._say("cancelled", job_id, reason, level="error")
+        return None
+
+    async def _settle(self, job_id: str, task: Task) -> bool:
+        """Record a terminal task. True when the job should be submitted again."""
+        cost = task.totalcost
+        job = self.jobs.get(job_id)
+        if job is not None:
+            estimate = estimate_job_cost(job.inputs) or 0.0
+            self._committed_estimate = max(0.0, self._committed_estimate - estimate)
+        if task.succeeded:
+            outputs = tuple(RemoteOutput(o.name, o.url, o.size) for o in task.outputs)
+            await self._ledger.record(
+                TaskDone(job=job_id, outputs=outputs, cost=cost, taskid=task.id)
+            )
+            self._downloads.put_nowait(job_id)
+            return False
+        reason = task.failure_reason()
+        record = self._record_of(job_id)
+        user_cancel = task.status == "task_cancel" and "user" in task.debugerror.lower()
+        may_retry = job is not None and not user_cancel and self.stop_reason is None
+        if may_retry and record.attempts < self.options.max_attempts:
+            await self._ledger.record(AttemptFailed(job=job_id, error=reason, cost=cost))
+            self._say("retry", job_id, f"task {task.id}: {reason}; submitting again")
+            return True
+        if task.status == "task_cancel":
+            await self._ledger.record(JobCancelled(job=job_id, error=reason, cost=cost))
+            self._say("cancelled", job_id, reason, level="error")
+        else:
+            await self._ledger.record(JobFailed(job=job_id, error=reason, cost=cost))
+            self._say("failed", job_id, reason, level="error")
+        return False
+
+    # --- downloads ------------------------------------------------------------------------
+
+    async def _download_job(self, job_id: str) -> None:
+        record = self._record_of(job_id)
+        if record.status != JobStatus.DOWNLOADING:
+            return
+        remote = record.remote_outputs
+        paths = download.output_paths(job_id, [(o.name, "") for o in remote])
+        saved = {o.name for o in record.outputs}
+        try:
+            for out, rel in zip(remote, paths, strict=True):
+                if out.name in saved:
+                    continue
+                result = await self.options.policy.call(
+                    lambda out=out, rel=rel: self.client.download(
+                        out.url, self.out_dir, rel, expected_size=out.size
+                    ),
+                    retry_if=lambda e: isinstance(e, DownloadError) and e.retryable,
+                )
+                await self._ledger.record(OutputSaved(
+                    job=job_id, name=out.name, path=result.path, size=result.size, sha256=result.sha256
+                ))  # fmt: skip
+        except DiskFullError as exc:
+            self.stop(f"{exc.message}", exit_code=4)
+            self._say("error", job_id, exc.message, level="error")
+            return
+        except UnsafeDownloadError as exc:
+            await self._ledger.record(JobFailed(job=job_id, error=f"output refused: {exc.message}"))
+            self._say("failed", job_id, f"output refused: {exc.message}", level="error")
+            return
+        except (DownloadError, ApiError) as exc:
+            self.stop(f"downloads keep failing ({exc.message}); re-run to resume them")
+            self._say("error", job_id, exc.message, level="error")
+            return
+        from .state import JobSucceeded
+
+        await self._ledger.record(JobSucceeded(job=job_id))
+        self._say("succeeded", job_id, f"saved {', '.join(paths)}")
+
+    async def _verify_succeeded(self, job_ids: list[str]) -> None:
+        """Check finished jobs' files still match; a mismatch is fetched again or re-run."""
+        if not job_ids:
+            return
+
+        def check() -> list[tuple[str, str]]:
+            bad: list[tuple[str, str]] = []
+            for job_id in job_ids:
+                for out in self._record_of(job_id).outputs:
+                    if not download.verify_file(self.out_dir / out.path, out.size, out.sha256):
+                        bad.append((job_id, out.name))
+            return bad
+
+        for job_id, name in await asyncio.to_thread(check):
+            await self._ledger.record(
+                OutputLost(job=job_id, name=name, reason="file missing or changed on disk")
+            )
+            self._say(
+                "warning",
+                job_id,
+                f"output {name!r} is missing or changed; fetching it again",
+                level="warning",
+            )
+            self._downloads.put_nowait(job_id)
+
+    # --- the end --------------------------------------------------------------------------
+
+    def _result(self) -> RunResult:
+        state = self._ledger.state
+        counts = counts_by_status(state)
+        wanted = [state.jobs[j] for j in self.jobs if j in state.jobs]
+        failures = [
+            (r.job_id, r.error or r.status.value)
+            for r in wanted
+            if r.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+        ]
+        unfinished = [
+            r
+            for r in wanted
+            if r.status not in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+        ]
+        if self.stop_reason is not None and (unfinished or self.stop_exit != 4):
+            code = self.stop_exit
+        elif unfinished or self._edited_pending:
+            code = 4
+            if self.stop_reason is None:
+                self.stop_reason = (
+                    f"{len(unfinished)} jobs are not finished"
+                    if unfinished
+                    else f"{len(self._edited_pending)} edited jobs finished an earlier task; re-run to apply the edits"
+                )
+        elif failures:
+            code = 1
+        else:
+            code = 0
+        return RunResult(
+            exit_code=code, counts=counts, total=len(self.jobs), spent=total_cost(state),
+            wall_seconds=time.monotonic() - self.started, stop_reason=self.stop_reason,
+            failures=failures, out_dir=self.out_dir, submitted=self._submitted,
+            reconciled=self._reconciled,
+            status_requests=self.tracker.detail_requests if self.tracker else 0,
+            edited_pending=len(self._edited_pending),
+        )  # fmt: skip

@@ -1,0 +1,650 @@
+"""The job state machine: records, ledger events and the pure transition function.
+
+Nothing here does I/O: ``ledger.py`` journals the events and replays them through
+:func:`apply_event`; the runner and ``status`` read the resulting :class:`LedgerState`.
+
+Two kinds of unexpected event, handled differently on purpose:
+
+* **late or stale news is ignored** (the record comes back unchanged): any event other than a
+  reset on a terminal record, ``task_status`` outside queued/running, and ``task_status`` or
+  ``task_done`` naming another task than the record's. Feeds and polls race; that is normal.
+* **an impossible transition raises** :class:`TransitionError` (``submitted`` for a pending
+  job, ``job_reset`` while a task is in flight): a runner bug. ``Ledger.record`` applies before
+  it writes, so such an event never reaches the journal; replay skips and counts any it meets,
+  so a journal always replays.
+
+Resets, the only way out of a terminal status: ``job_registered`` with a new fingerprint,
+``job_reset`` and ``output_lost`` (a saved file no longer matches: fetch it again).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from .records import QUEUED_STATUSES
+
+
+class JobStatus(StrEnum):
+    """Where a job stands; the ledger's ``status`` values."""
+
+    #: no task on the service: never submitted, or certainly not created
+    PENDING = "pending"
+    #: the /Run intent is durable and /Run has not answered: a task may exist
+    SUBMITTING = "submitting"
+    #: a /Run that may have created a task: reconcile through /Task/List before resubmitting
+    UNKNOWN = "unknown"
+    #: the task id is durable; the task waits on the service
+    QUEUED = "queued"
+    #: the task runs on the service (also any status we do not know)
+    RUNNING = "running"
+    #: the task finished on the service; its outputs are being fetched
+    DOWNLOADING = "downloading"
+    #: terminal: every output saved and verified
+    SUCCEEDED = "succeeded"
+    #: terminal: failed, the reason in ``error``
+    FAILED = "failed"
+    #: terminal: cancelled, the reason in ``error``
+    CANCELLED = "cancelled"
+
+
+#: Statuses that only a reset event leaves.
+TERMINAL: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+)
+#: Statuses in which a task exists or may exist on the service and is not finished.
+IN_FLIGHT: frozenset[JobStatus] = frozenset(
+    {JobStatus.SUBMITTING, JobStatus.UNKNOWN, JobStatus.QUEUED, JobStatus.RUNNING}
+)
+
+
+class TransitionError(ValueError):
+    """An event that cannot apply to the record's status: a bug in the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedOutput:
+    """A verified output file; ``path`` is relative to the output folder."""
+
+    name: str
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOutput:
+    """An output as the finished task lists it, kept so a lost file can be fetched again."""
+
+    name: str
+    url: str
+    size: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PreviousRun:
+    """Outputs of an earlier version of an edited job, kept beside rather than overwritten."""
+
+    fingerprint: str
+    outputs: tuple[SavedOutput, ...]
+
+
+def _saved(items: Any) -> tuple[SavedOutput, ...]:
+    return tuple(SavedOutput(o["name"], o["path"], o["size"], o["sha256"]) for o in items or ())
+
+
+def _remote(items: Any) -> tuple[RemoteOutput, ...]:
+    return tuple(RemoteOutput(o["name"], o["url"], o.get("size")) for o in items or ())
+
+
+def _plain(items: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [{f.name: getattr(o, f.name) for f in fields(o)} for o in items]
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job's durable state. Field names and order are the public ``ledger.json`` format
+    (orjson serialises the dataclass itself for snapshots; :meth:`to_dict` gives the same).
+
+    ``attempts`` counts the /Run calls of the current round that created or may have created a
+    task (a certain refusal is not counted; a reset starts a new round at 0). ``cost`` is the
+    total over every task of the job. ``history`` lists earlier task ids, oldest first.
+    ``submitted_at`` is when the latest /Run was sent (reconciliation matches on it).
+    """
+
+    job_id: str
+    status: JobStatus
+    fingerprint: str
+    attempts: int = 0
+    taskid: str | None = None
+    tasktoken: str | None = field(default=None, repr=False)
+    marker: str | None = None
+    service_status: str | None = None
+    error: str | None = None
+    cost: float | None = None
+    remote_outputs: tuple[RemoteOutput, ...] = ()
+    outputs: tuple[SavedOutput, ...] = ()
+    previous: tuple[PreviousRun, ...] = ()
+    history: tuple[str, ...] = ()
+    created_at: float | None = None
+    submitted_at: float | None = None
+    finished_at: float | None = None
+    updated_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values, exactly as ``ledger.json`` stores it."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["status"] = self.status.value
+        data["remote_outputs"] = _plain(self.remote_outputs)
+        data["outputs"] = _plain(self.outputs)
+        data["previous"] = [
+            {"fingerprint": p.fingerprint, "outputs": _plain(p.outputs)} for p in self.previous
+        ]
+        data["history"] = list(self.history)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
+        """Parse a record of ``ledger.json``; KeyError/ValueError/TypeError when malformed."""
+        return cls(
+            job_id=data["job_id"],
+            status=JobStatus(data["status"]),
+            fingerprint=data["fingerprint"],
+            attempts=data.get("attempts", 0),
+            taskid=data.get("taskid"),
+            tasktoken=data.get("tasktoken"),
+            marker=data.get("marker"),
+            service_status=data.get("service_status"),
+            error=data.get("error"),
+            cost=data.get("cost"),
+            remote_outputs=_remote(data.get("remote_outputs")),
+            outputs=_saved(data.get("outputs")),
+            previous=tuple(
+                PreviousRun(p["fingerprint"], _saved(p["outputs"]))
+                for p in data.get("previous") or ()
+            ),
+            history=tuple(data.get("history") or ()),
+            created_at=data.get("created_at"),
+            submitted_at=data.get("submitted_at"),
+            finished_at=data.get("finished_at"),
+            updated_at=data.get("updated_at"),
+        )
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of every ledger event; ``t`` is when it happened (unix seconds)."""
+
+    TYPE: ClassVar[str] = ""
+    t: float = field(default_factory=time.time)
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own fields as JSON values (without ``t``, ``type`` and ``job``)."""
+        return {name: getattr(self, name) for name in _PAYLOAD[type(self)]}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobEvent(Event):
+    """An event about one job; :func:`apply` turns it into the job's next record."""
+
+    job: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRegistered(JobEvent):
+    """The manifest holds this job. A new fingerprint resets it; ``kept`` says where the
+    runner moved the earlier outputs (default: where they were)."""
+
+    TYPE = "job_registered"
+    fingerprint: str
+    kept: tuple[SavedOutput, ...] | None = None
+
+    def payload(self) -> dict[str, Any]:
+        kept = None if self.kept is None else _plain(self.kept)
+        return {"fingerprint": self.fingerprint, "kept": kept}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobReset(JobEvent):
+    """A new round for a finished, pending or downloading job (``--retry-failed``, lost URL)."""
+
+    TYPE = "job_reset"
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitIntent(JobEvent):
+    """Durable before /Run is sent: a task may exist from now on."""
+
+    TYPE = "submit_intent"
+    attempt: int
+    fingerprint: str
+    marker: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Submitted(JobEvent):
+    """/Run answered with a task id; durable before the runner uses the id."""
+
+    TYPE = "submitted"
+    taskid: str
+    tasktoken: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitRejected(JobEvent):
+    """/Run certainly created nothing (refused, error answer, code 96)."""
+
+    TYPE = "submit_rejected"
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmitAmbiguous(JobEvent):
+    """/Run failed in a way that may have created a task."""
+
+    TYPE = "submit_ambiguous"
+    error: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reconciled(JobEvent):
+    """/Task/List says whether the uncertain /Run created a task (``taskid`` None: it did not)."""
+
+    TYPE = "reconciled"
+    taskid: str | None = None
+    tasktoken: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskStatusSeen(JobEvent):
+    """A non-final service status from a poll or the feed."""
+
+    TYPE = "task_status"
+    status: str
+    taskid: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskDone(JobEvent):
+    """The task succeeded on the service; its outputs are to be fetched."""
+
+    TYPE = "task_done"
+    outputs: tuple[RemoteOutput, ...]
+    cost: float | None = None
+    taskid: str | None = None
+
+    def payload(self) -> dict[str, Any]:
+        return {"outputs": _plain(self.outputs), "cost": self.cost, "taskid": self.taskid}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputSaved(JobEvent):
+    """One output is on disk, verified; replaces an earlier one of the same name."""
+
+    TYPE = "output_saved"
+    name: str
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutputLost(JobEvent):
+    """A saved output no longer matches on disk: the job goes back to downloading."""
+
+    TYPE = "output_lost"
+    name: str
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobSucceeded(JobEvent):
+    """Every output is saved."""
+
+    TYPE = "job_succeeded"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobFailed(JobEvent):
+    """Final failure. ``cost`` (each task's cost is reported once) is added to the job's."""
+
+    TYPE = "job_failed"
+    error: str
+    cost: float | None = None
+    retryable: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobCancelled(JobEvent):
+    """Cancelled by the user, the service, or ``--task-timeout``."""
+
+    TYPE = "job_cancelled"
+    error: str
+    cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptFailed(JobEvent):
+    """The task failed and attempts remain: back to pending, the task id kept in history."""
+
+    TYPE = "attempt_failed"
+    error: str
+    cost: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UploadDone(Event):
+    """A local image is on the service; later jobs reuse ``url`` by ``sha256``."""
+
+    TYPE = "upload_done"
+    path: str
+    sha256: str
+    url: str
+    job: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunStarted(Event):
+    """A runner process took the folder."""
+
+    TYPE = "run_started"
+    pid: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunEnded(Event):
+    """A runner process is leaving, with its exit code and the counts by status."""
+
+    TYPE = "run_ended"
+    pid: int
+    exit_code: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+_ALL_EVENTS: tuple[type[Event], ...] = (
+    JobRegistered, JobReset, SubmitIntent, Submitted, SubmitRejected, SubmitAmbiguous,
+    Reconciled, TaskStatusSeen, TaskDone, OutputSaved, OutputLost, JobSucceeded, JobFailed,
+    JobCancelled, AttemptFailed, UploadDone, RunStarted, RunEnded,
+)  # fmt: skip
+#: Event classes by their ``type``.
+EVENT_TYPES: dict[str, type[Event]] = {c.TYPE: c for c in _ALL_EVENTS}
+_PAYLOAD: dict[type[Event], tuple[str, ...]] = {
+    c: tuple(f.name for f in fields(c) if f.name not in ("t", "job")) for c in EVENT_TYPES.values()
+}
+#: Events that may take a record out of a terminal status.
+RESETS: tuple[type[JobEvent], ...] = (JobRegistered, JobReset, OutputLost)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The journal form ``{"t", "type", "job", ...fields}`` (the ledger adds ``seq``)."""
+    data: dict[str, Any] = {"t": event.t, "type": event.TYPE, "job": getattr(event, "job", None)}
+    data.update(event.payload())
+    return data
+
+
+def event_from_dict(data: Mapping[str, Any]) -> Event:
+    """Parse a journal line's object; ValueError when the type or a field is wrong."""
+    cls = EVENT_TYPES.get(data.get("type"))  # type: ignore[arg-type]
+    if cls is None:
+        raise ValueError(f"unknown event type {data.get('type')!r}")
+    kwargs = {name: data[name] for name in _PAYLOAD[cls] if name in data}
+    if "t" in data:
+        kwargs["t"] = data["t"]
+    if data.get("job") is not None:
+        kwargs["job"] = data["job"]
+    try:
+        if cls is TaskDone:
+            kwargs["outputs"] = _remote(kwargs.get("outputs"))
+        elif cls is JobRegistered and kwargs.get("kept") is not None:
+            kwargs["kept"] = _saved(kwargs["kept"])
+        return cls(**kwargs)
+    except (TypeError, KeyError, AttributeError) as exc:
+        raise ValueError(f"bad {cls.TYPE} event: {exc}") from exc
+
+
+# --- transitions -------------------------------------------------------------------------
+
+
+def _require(record: JobRecord, event: JobEvent, *allowed: JobStatus) -> None:
+    if record.status not in allowed:
+        raise TransitionError(f"{event.TYPE} cannot apply to {record.job_id!r} ({record.status})")
+
+
+def _add(total: float | None, cost: float | None) -> float | None:
+    return total if cost is None else (total or 0.0) + cost
+
+
+def _new_round(r: JobRecord, t: float, **changes: Any) -> JobRecord:
+    """Back to pending with a fresh attempt count; the current task id joins the history."""
+    history = (*r.history, r.taskid) if r.taskid else r.history
+    return replace(
+        r, status=JobStatus.PENDING, attempts=0, taskid=None, tasktoken=None, marker=None,
+        service_status=None, error=None, remote_outputs=(), outputs=(), history=history,
+        submitted_at=None, finished_at=None, updated_at=t, **changes,
+    )  # fmt: skip
+
+
+def _registered(r: JobRecord, e: JobRegistered) -> JobRecord:
+    if e.fingerprint == r.fingerprint:
+        return r
+    kept = r.outputs if e.kept is None else e.kept
+    previous = (*r.previous, PreviousRun(r.fingerprint, kept)) if kept else r.previous
+    return _new_round(r, e.t, fingerprint=e.fingerprint, previous=previous)
+
+
+def _reset(r: JobRecord, e: JobReset) -> JobRecord:
+    _require(r, e, JobStatus.PENDING, JobStatus.DOWNLOADING, *TERMINAL)
+    return _new_round(r, e.t)
+
+
+def _intent(r: JobRecord, e: SubmitIntent) -> JobRecord:
+    _require(r, e, JobStatus.PENDING)
+    if e.fingerprint != r.fingerprint:
+        raise TransitionError(f"submit_intent for {r.job_id!r} carries a stale fingerprint")
+    return replace(
+        r, status=JobStatus.SUBMITTING, attempts=max(r.attempts + 1, e.attempt),
+        marker=e.marker, submitted_at=e.t, updated_at=e.t,
+    )  # fmt: skip
+
+
+def _submitted(r: JobRecord, e: Submitted) -> JobRecord:
+    _require(r, e, JobStatus.SUBMITTING, JobStatus.UNKNOWN)
+    return replace(
+        r, status=JobStatus.QUEUED, taskid=e.taskid, tasktoken=e.tasktoken,
+        service_status=None, updated_at=e.t,
+    )  # fmt: skip
+
+
+def _not_created(r: JobRecord, t: float, error: str | None) -> JobRecord:
+    return replace(
+        r, status=JobStatus.PENDING, attempts=max(r.attempts - 1, 0), marker=None,
+        error=error, updated_at=t,
+    )  # fmt: skip
+
+
+def _rejected(r: JobRecord, e: SubmitRejected) -> JobRecord:
+    _require(r, e, JobStatus.SUBMITTING)
+    return _not_created(r, e.t, e.error)
+
+
+def _ambiguous(r: JobRecord, e: SubmitAmbiguous) -> JobRecord:
+    _require(r, e, JobStatus.SUBMITTING)
+    return replace(r, status=JobStatus.UNKNOWN, error=e.error, updated_at=e.t)
+
+
+def _reconciled(r: JobRecord, e: Reconciled) -> JobRecord:
+    _require(r, e, JobStatus.SUBMITTING, JobStatus.UNKNOWN)
+    if e.taskid is None:
+        return _not_created(r, e.t, r.error)
+    return replace(
+        r, status=JobStatus.QUEUED, taskid=e.taskid, tasktoken=e.tasktoken, updated_at=e.t
+    )
+
+
+def _task_status(r: JobRecord, e: TaskStatusSeen) -> JobRecord:
+    if r.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or e.taskid not in (None, r.taskid):
+        return r  # early, late or stale news
+    status = JobStatus.QUEUED if e.status in QUEUED_STATUSES else JobStatus.RUNNING
+    if status == r.status and e.status == r.service_status:
+        return r
+    return replace(r, status=status, service_status=e.status, updated_at=e.t)
+
+
+def _task_done(r: JobRecord, e: TaskDone) -> JobRecord:
+    if e.taskid not in (None, r.taskid):
+        return r
+    _require(r, e, JobStatus.QUEUED, JobStatus.RUNNING)
+    return replace(
+        r, status=JobStatus.DOWNLOADING, remote_outputs=e.outputs, cost=_add(r.cost, e.cost),
+        updated_at=e.t,
+    )  # fmt: skip
+
+
+def _saved_one(r: JobRecord, e: OutputSaved) -> JobRecord:
+    _require(r, e, JobStatus.DOWNLOADING)
+    kept = tuple(o for o in r.outputs if o.name != e.name)
+    saved = SavedOutput(e.name, e.path, e.size, e.sha256)
+    return replace(r, outputs=(*kept, saved), updated_at=e.t)
+
+
+def _lost(r: JobRecord, e: OutputLost) -> JobRecord:
+    kept = tuple(o for o in r.outputs if o.name != e.name)
+    if len(kept) == len(r.outputs):
+        return r
+    _require(r, e, JobStatus.SUCCEEDED, JobStatus.DOWNLOADING)
+    return replace(r, status=JobStatus.DOWNLOADING, outputs=kept, finished_at=None, updated_at=e.t)
+
+
+def _succeeded(r: JobRecord, e: JobSucceeded) -> JobRecord:
+    _require(r, e, JobStatus.DOWNLOADING)
+    return replace(r, status=JobStatus.SUCCEEDED, error=None, finished_at=e.t, updated_at=e.t)
+
+
+def _finished(r: JobRecord, e: JobFailed | JobCancelled) -> JobRecord:
+    status = JobStatus.FAILED if isinstance(e, JobFailed) else JobStatus.CANCELLED
+    return replace(
+        r, status=status, error=e.error, cost=_add(r.cost, e.cost), finished_at=e.t,
+        updated_at=e.t,
+    )  # fmt: skip
+
+
+def _attempt_failed(r: JobRecord, e: AttemptFailed) -> JobRecord:
+    _require(r, e, JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DOWNLOADING)
+    history = (*r.history, r.taskid) if r.taskid else r.history
+    return replace(
+        r, status=JobStatus.PENDING, taskid=None, tasktoken=None, marker=None,
+        service_status=None, error=e.error, cost=_add(r.cost, e.cost), remote_outputs=(),
+        outputs=(), history=history, updated_at=e.t,
+    )  # fmt: skip
+
+
+_HANDLERS: dict[type[JobEvent], Callable[[JobRecord, Any], JobRecord]] = {
+    JobRegistered: _registered, JobReset: _reset, SubmitIntent: _intent,
+    Submitted: _submitted, SubmitRejected: _rejected, SubmitAmbiguous: _ambiguous,
+    Reconciled: _reconciled, TaskStatusSeen: _task_status, TaskDone: _task_done,
+    OutputSaved: _saved_one, OutputLost: _lost, JobSucceeded: _succeeded,
+    JobFailed: _finished, JobCancelled: _finished, AttemptFailed: _attempt_failed,
+}  # fmt: skip
+
+
+def apply(record: JobRecord | None, event: JobEvent) -> JobRecord:
+    """The job's record after ``event``; the same object when the event changes nothing.
+
+    Raises :class:`TransitionError` for an impossible transition (see the module docstring).
+    """
+    if record is None:
+        if isinstance(event, JobRegistered):
+            return JobRecord(
+                job_id=event.job, status=JobStatus.PENDING, fingerprint=event.fingerprint,
+                created_at=event.t, updated_at=event.t,
+            )  # fmt: skip
+        raise TransitionError(f"{event.TYPE} for unregistered job {event.job!r}")
+    if record.status in TERMINAL and not isinstance(event, RESETS):
+        return record
+    return _HANDLERS[type(event)](record, event)
+
+
+# --- ledger-level state ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """One runner process that worked on the folder."""
+
+    pid: int
+    started_at: float
+    ended_at: float | None = None
+    exit_code: int | None = None
+    counts: dict[str, int] | None = None
+
+
+@dataclass(slots=True)
+class LedgerState:
+    """Everything the ledger knows. ``jobs`` is mutated in place (cheap at 100,000 jobs); the
+    records in it never are. ``counts`` follows ``jobs``; ``skipped`` counts events replay
+    dropped as impossible (never persisted)."""
+
+    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    uploads: dict[str, str] = field(default_factory=dict)
+    runs: list[RunInfo] = field(default_factory=list)
+    seq: int = 0
+    updated_at: float | None = None
+    counts: dict[JobStatus, int] = field(default_factory=lambda: dict.fromkeys(JobStatus, 0))
+    skipped: int = 0
+
+    def recount(self) -> None:
+        """Rebuild ``counts`` from ``jobs`` (after loading a snapshot)."""
+        self.counts = dict.fromkeys(JobStatus, 0)
+        for record in self.jobs.values():
+            self.counts[record.status] += 1
+
+
+def apply_event(state: LedgerState, event: Event) -> None:
+    """Apply one event to ``state`` (``seq`` is the ledger's business). Raises
+    :class:`TransitionError` with ``state`` unchanged."""
+    if isinstance(event, JobEvent):
+        old = state.jobs.get(event.job)
+        new = apply(old, event)
+        if new is not old:
+            state.jobs[event.job] = new
+            if old is not None:
+                state.counts[old.status] -= 1
+            state.counts[new.status] += 1
+    elif isinstance(event, UploadDone):
+        state.uploads[event.sha256] = event.url
+    elif isinstance(event, RunStarted):
+        state.runs.append(RunInfo(pid=event.pid, started_at=event.t))
+    elif isinstance(event, RunEnded):
+        for i in range(len(state.runs) - 1, -1, -1):
+            run = state.runs[i]
+            if run.pid == event.pid and run.ended_at is None:
+                state.runs[i] = replace(
+                    run, ended_at=event.t, exit_code=event.exit_code, counts=dict(event.counts)
+                )
+                break
+        else:
+            state.runs.append(RunInfo(event.pid, event.t, event.t, event.exit_code, event.counts))
+    state.updated_at = event.t
+
+
+def counts_by_status(state: LedgerState) -> dict[str, int]:
+    """Jobs per status, every status present, in lifecycle order."""
+    return {status.value: state.counts.get(status, 0) for status in JobStatus}
+
+
+def total_cost(state: LedgerState) -> float:
+    """What every task of every job has cost so far, as the service reported it."""
+    return sum(r.cost for r in state.jobs.values() if r.cost is not None)
+
+
+def failures(state: LedgerState) -> list[JobRecord]:
+    """Failed and cancelled jobs, in manifest order, for reports."""
+    bad = (JobStatus.FAILED, JobStatus.CANCELLED)
+    return [r for r in state.jobs.values() if r.status in bad]

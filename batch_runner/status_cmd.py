@@ -1,0 +1,151 @@
+"""``batch-runner status DIR`` and ``batch-runner cancel DIR``.
+
+``status`` only reads: it replays the snapshot and journal in memory, takes no lock and
+writes nothing, so it works while a run is active and after a ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import ApiError, UsageError
+from .ledger import Ledger, read_ledger
+from .lock import RunLock, holder_info, is_locked
+from .records import QUEUED_STATUSES
+from .state import JobCancelled, JobStatus, LedgerState, counts_by_status, failures, total_cost
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("status", help="show an output folder's progress, failures and spend")
+    p.add_argument("out_dir", type=Path, metavar="DIR", help="the run's output folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object for machines")
+    p.set_defaults(func=status_main)
+
+    c = subparsers.add_parser("cancel", help="cancel or kill every task in flight for a folder")
+    c.add_argument("out_dir", type=Path, metavar="DIR", help="the run's output folder")
+    c.add_argument("--api-base", help="API base URL (default: $WIRO_API_BASE)")
+    c.set_defaults(func=cancel_main)
+
+
+def _stamp(ts: float | None) -> str | None:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
+
+
+def status_data(out_dir: Path) -> dict[str, Any]:
+    """Everything ``status`` shows, as plain JSON values."""
+    if not (out_dir / "ledger.json").exists() and not (out_dir / "journal.jsonl").exists():
+        raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
+    state = read_ledger(out_dir)
+    active = is_locked(out_dir)
+    runs = state.runs
+    return {
+        "out_dir": str(out_dir),
+        "active": active,
+        "active_pid": (holder_info(out_dir) or {}).get("pid") if active else None,
+        "jobs": len(state.jobs),
+        "counts": counts_by_status(state),
+        "spent_usd": round(total_cost(state), 6),
+        "started_at": _stamp(runs[0].started_at) if runs else None,
+        "last_run_started_at": _stamp(runs[-1].started_at) if runs else None,
+        "last_run_ended_at": _stamp(runs[-1].ended_at) if runs else None,
+        "last_exit_code": runs[-1].exit_code if runs else None,
+        "runs": len(runs),
+        "failures": [
+            {"job": r.job_id, "status": r.status.value, "error": r.error, "taskid": r.taskid}
+            for r in failures(state)
+        ],
+    }
+
+
+def status_main(args: argparse.Namespace) -> int:
+    data = status_data(args.out_dir)
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    _print_table(data)
+    return 0
+
+
+def _print_table(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    state = "a run is active now" + (f" (pid {data['active_pid']})" if data["active_pid"] else "")
+    console.print(f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
+                  f"{state if data['active'] else 'no run active'}")  # fmt: skip
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("status")
+    table.add_column("jobs", justify="right")
+    for name, count in data["counts"].items():
+        if count:
+            table.add_row(name, str(count))
+    console.print(table)
+    console.print(f"spent ${data['spent_usd']:.2f}; runs: {data['runs']}; first started "
+                  f"{data['started_at'] or '-'}; last ended {data['last_run_ended_at'] or '-'} "
+                  f"(exit {data['last_exit_code'] if data['last_exit_code'] is not None else '-'})")  # fmt: skip
+    if data["failures"]:
+        fail = Table(show_header=True, header_style="bold", title="failed or cancelled")
+        fail.add_column("job")
+        fail.add_column("status")
+        fail.add_column("reason")
+        for row in data["failures"][:50]:
+            fail.add_row(row["job"], row["status"], row["error"] or "")
+        console.print(fail)
+        if len(data["failures"]) > 50:
+            console.print(f"... and {len(data['failures']) - 50} more (--json lists all)")
+
+
+def cancel_main(args: argparse.Namespace) -> int:
+    return asyncio.run(_cancel(args))
+
+
+async def _cancel(args: argparse.Namespace) -> int:
+    import os
+
+    from .client import WiroClient
+
+    out_dir: Path = args.out_dir
+    if not (out_dir / "ledger.json").exists() and not (out_dir / "journal.jsonl").exists():
+        raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
+    env = dict(os.environ)
+    if args.api_base:
+        env["WIRO_API_BASE"] = args.api_base
+    with RunLock(out_dir):
+        ledger = Ledger.open(out_dir)
+        try:
+            async with WiroClient.from_env(env) as client:
+                stopped, failed = await _cancel_all(client, ledger.state, ledger)
+        finally:
+            await ledger.close()
+    print(f"cancelled {stopped} tasks in flight" + (f"; {failed} could not be stopped" if failed else ""))
+    return 0 if not failed else 1
+
+
+async def _cancel_all(client: Any, state: LedgerState, ledger: Ledger) -> tuple[int, int]:
+    stopped = failed = 0
+    for record in list(state.jobs.values()):
+        if record.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or not record.taskid:
+            continue
+        try:
+            if record.service_status in QUEUED_STATUSES or record.status == JobStatus.QUEUED:
+                try:
+                    await client.cancel(record.taskid)
+                except ApiError:
+                    await client.kill(taskid=record.taskid)
+            else:
+                await client.kill(taskid=record.taskid)
+        except ApiError as exc:
+            failed += 1
+            print(f"{record.job_id}: task {record.taskid} could not be stopped: {exc.message}",
+                  file=sys.stderr)  # fmt: skip
+            continue
+        await ledger.record(JobCancelled(job=record.job_id, error="cancelled by the user (batch-runner cancel)"))
+        stopped += 1
+    return stopped, failed

@@ -1,0 +1,68 @@
+"""What a person reads at the end of a run, and before one (``--dry-run``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from .errors import redact
+from .ledger import read_ledger
+from .manifest import Manifest
+from .plan import plan_run
+from .pricing import estimate_job_cost
+from .runner import RunResult
+
+#: Failures listed by name in the summary; the rest are counted.
+MAX_LISTED = 20
+
+
+def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None = None) -> None:
+    stream = out or sys.stdout
+    counts = {k: v for k, v in result.counts.items() if v}
+    parts = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing to do"
+    lines = [
+        f"{result.total} jobs: {parts}",
+        f"wall time {result.wall_seconds:.1f} s; spent ${result.spent:.2f} (as reported by the service)",
+    ]
+    if result.failures:
+        lines.append(f"{len(result.failures)} failed or cancelled:")
+        for job_id, reason in result.failures[:MAX_LISTED]:
+            lines.append(f"  {job_id}: {reason}")
+        if len(result.failures) > MAX_LISTED:
+            lines.append(f"  ... and {len(result.failures) - MAX_LISTED} more (batch-runner status)")
+    if result.stop_reason:
+        lines.append(f"stopped early: {result.stop_reason}")
+    lines.append(f"outputs: {result.out_dir}")
+    if result.exit_code == 4:
+        lines.append("work is left: re-run the same command to continue.")
+    elif result.exit_code == 1:
+        lines.append("re-run with --retry-failed to give the failed jobs a new round.")
+    stream.write(redact("\n".join(lines)) + "\n")
+    stream.flush()
+
+
+def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> None:
+    """What ``run`` would do, from the manifest and the ledger; sends nothing, writes nothing."""
+    state = read_ledger(out_dir) if (out_dir / "ledger.json").exists() or (
+        out_dir / "journal.jsonl"
+    ).exists() else None
+    from .state import LedgerState
+
+    plan = plan_run(manifest.jobs, state or LedgerState(), retry_failed=retry_failed)
+    jobs = {job.id: job for job in manifest.jobs}
+    estimate = sum(estimate_job_cost(jobs[j].inputs) or 0.0 for j in plan.submit if j in jobs)
+    resumed = len(plan.track) + len(plan.reconcile) + len(plan.download)
+    print(f"dry run of {manifest.path} into {out_dir} (nothing is sent)")
+    print(f"  would submit:   {len(plan.submit)} jobs (estimated ${estimate:.2f})")
+    print(f"  would resume:   {resumed} jobs ({len(plan.track)} tracked by task id, "
+          f"{len(plan.reconcile)} reconciled, {len(plan.download)} to download)")  # fmt: skip
+    print(f"  would skip:     {len(plan.verify)} succeeded, {len(plan.skip)} failed earlier"
+          + ("" if retry_failed or not plan.skip else " (use --retry-failed to re-run them)"))  # fmt: skip
+    if plan.edited or plan.edited_in_flight:
+        print(f"  edited since their last run: {len(plan.edited) + len(plan.edited_in_flight)}")
+    for job_id in plan.submit[:10]:
+        job = jobs[job_id]
+        print(f"    submit {job_id}: {job.inputs.get('quality', '')} {job.inputs.get('duration', '')}s")
+    if len(plan.submit) > 10:
+        print(f"    ... and {len(plan.submit) - 10} more")
