@@ -25,6 +25,7 @@ import aiohttp
 import orjson
 
 from . import DEFAULT_API_BASE, DEFAULT_SOCKET_URL
+from .download import DownloadResult, download_verified
 from .errors import (
     ApiError,
     AuthError,
@@ -283,12 +284,33 @@ class WiroClient:
             )
         return headers
 
+    async def _read_capped(self, resp: aiohttp.ClientResponse) -> bytes | None:
+        """The body, or None when it is longer than ``max_json_bytes``.
+
+        ``StreamReader.read(n)`` answers whatever is buffered (one network chunk), not ``n``
+        bytes, so a legitimate answer longer than a chunk needs a loop. A declared
+        ``Content-Length`` over the cap is refused without reading anything.
+        """
+        limit = self.max_json_bytes + 1
+        declared = resp.content_length
+        if declared is not None and declared >= limit:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while size < limit:
+            chunk = await resp.content.read(limit - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        return None if size >= limit else b"".join(chunks)
+
     async def _post(
         self,
         endpoint: str,
         *,
         json_body: Mapping[str, Any] | None = None,
-        form: aiohttp.FormData | None = None,
+        form: aiohttp.FormData | aiohttp.MultipartWriter | None = None,
         creates_task: bool = False,
     ) -> dict[str, Any]:
         """POST to ``endpoint`` and return the JSON object of a successful answer."""
@@ -301,9 +323,9 @@ class WiroClient:
             kwargs["headers"]["Content-Type"] = "application/json"
         try:
             async with self.session.post(url, allow_redirects=False, **kwargs) as resp:
-                raw = await resp.content.read(self.max_json_bytes + 1)
                 status = resp.status
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
+                raw = await self._read_capped(resp)
         except aiohttp.ClientConnectorError as exc:
             raise TransportError(
                 f"Could not connect to {self.base_url} for {endpoint} ({type(exc).__name__}); "
@@ -318,16 +340,20 @@ class WiroClient:
                 endpoint=endpoint,
                 may_have_created=creates_task,
             ) from None
-        log.debug("POST %s -> %s (%d bytes)", endpoint, status, len(raw))
         # An answer arrived. A gateway failure may still have reached the backend.
         ambiguous = creates_task and (status == 408 or status >= 500)
-        if len(raw) > self.max_json_bytes:
-            raise ProtocolError(
-                f"{endpoint} answered more than {self.max_json_bytes} bytes; refusing to read it.",
-                status=status,
-                endpoint=endpoint,
-                may_have_created=creates_task,
-            )
+        if raw is None:
+            log.debug("POST %s -> %s (over %d bytes)", endpoint, status, self.max_json_bytes)
+            if status < 300:
+                raise ProtocolError(
+                    f"{endpoint} answered more than {self.max_json_bytes} bytes; "
+                    "refusing to read it.",
+                    status=status,
+                    endpoint=endpoint,
+                    may_have_created=creates_task,
+                )
+            raw = b""  # an oversized error page: its status alone classifies it
+        log.debug("POST %s -> %s (%d bytes)", endpoint, status, len(raw))
         try:
             body = orjson.loads(raw) if raw.strip() else None
         except orjson.JSONDecodeError:
@@ -369,9 +395,12 @@ class WiroClient:
             raise UsageError(f"A model is named 'owner/name', not {model!r}.")
         endpoint = f"/Run/{model}"
         if self.body_format == "multipart":
-            form = aiohttp.FormData(quote_fields=False)
+            # A FormData of text fields only would go out urlencoded: build the multipart body
+            # the API page documents explicitly (works on every aiohttp 3.x).
+            form = aiohttp.MultipartWriter("form-data")
             for key, value in inputs.items():
-                form.add_field(key, str(value))
+                part = form.append(str(value))
+                part.set_content_disposition("form-data", name=key)
             body = await self._post(endpoint, form=form, creates_task=True)
         else:
             body = await self._post(endpoint, json_body=dict(inputs), creates_task=True)
@@ -393,7 +422,11 @@ class WiroClient:
         return tuple(Task.from_api(t, endpoint) for t in raw)
 
     async def _one_task(
-        self, endpoint: str, payload: Mapping[str, str], taskid: str | None
+        self,
+        endpoint: str,
+        payload: Mapping[str, str],
+        taskid: str | None,
+        tasktoken: str | None = None,
     ) -> Task:
         tasks = await self._task_list(endpoint, payload)
         if not tasks:
@@ -407,6 +440,16 @@ class WiroClient:
                 f"not the task asked for ({taskid!r}).",
                 endpoint=endpoint,
             )
+        if tasktoken is not None:
+            # A record without a token cannot be checked; one with another token is not ours.
+            for task in tasks:
+                if task.tasktoken in ("", tasktoken):
+                    return task
+            raise ProtocolError(
+                f"{endpoint} answered about task {tasks[0].id!r}, "
+                "not the task whose token was given.",
+                endpoint=endpoint,
+            )
         return tasks[0]
 
     @staticmethod
@@ -418,7 +461,7 @@ class WiroClient:
     async def detail(self, *, taskid: str | None = None, tasktoken: str | None = None) -> Task:
         """The task's current record from ``/Task/Detail``."""
         payload = self._task_key(taskid, tasktoken, "tasktoken")
-        return await self._one_task("/Task/Detail", payload, taskid)
+        return await self._one_task("/Task/Detail", payload, taskid or None, tasktoken or None)
 
     async def list_tasks(
         self, *, start: int = 0, limit: int = 100, model: str | None = None
@@ -452,7 +495,7 @@ class WiroClient:
     async def kill(self, *, taskid: str | None = None, tasktoken: str | None = None) -> Task:
         """Stop a running task (``/Task/Kill``)."""
         payload = self._task_key(taskid, tasktoken, "socketaccesstoken")
-        return await self._one_task("/Task/Kill", payload, taskid)
+        return await self._one_task("/Task/Kill", payload, taskid or None, tasktoken or None)
 
     async def upload(self, path: Path) -> UploadedFile:
         """Upload a local file through ``/File/Upload``; its URL goes into ``inputImageUrl``."""
@@ -479,10 +522,8 @@ class WiroClient:
 
     async def download(
         self, url: str, out_dir: Path, rel_path: str, *, expected_size: int | None
-    ) -> Any:
+    ) -> DownloadResult:
         """Stream an output into ``out_dir/rel_path``, verified and resumable."""
-        from .download import download_verified
-
         return await download_verified(
             self.session,
             url,

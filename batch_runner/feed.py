@@ -101,7 +101,7 @@ class TaskFeed:
         if ws is None or ws.closed or not tasktoken:
             return
         try:
-            await ws.send_bytes(orjson.dumps({"type": "task_info", "tasktoken": tasktoken}))
+            await ws.send_str(orjson.dumps({"type": "task_info", "tasktoken": tasktoken}).decode())
         except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
             log.debug("subscribe failed: %s", type(exc).__name__)
 

@@ -116,6 +116,8 @@ def read_csv(
         problems.append((end + 1, f"not valid CSV: {exc}"))
     if header is None and not problems:
         problems.append((1, "the CSV file is empty: it needs a header row and job rows"))
+    elif not jobs and not problems:
+        problems.append((1, "the CSV file has a header but no job rows"))
     return jobs, problems
 
 

@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -197,6 +199,19 @@ class _Loaded(NamedTuple):
     torn: int  # bytes of torn tail in the journal
 
 
+@contextlib.contextmanager
+def _no_gc() -> Iterator[None]:
+    """Pause the cyclic GC while building 100,000s of acyclic records: halves open time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@_no_gc()
 def _load(directory: Path) -> _Loaded:
     """Snapshot + journal, writing nothing."""
     snapshot, journal = directory / SNAPSHOT_NAME, directory / JOURNAL_NAME
@@ -371,6 +386,8 @@ class Ledger:
 
     async def flush(self) -> None:
         """Return once everything recorded so far is fsync'd."""
+        if self._error is not None:
+            raise self._error
         if self._state.seq > self._synced_seq and not self._closed:
             await self._wait_for(self._state.seq)
 
@@ -384,15 +401,13 @@ class Ledger:
     async def _write_loop(self) -> None:
         assert self._wake is not None
         while True:
-            if not self._pending:
-                if self._waiters and not self._closed:  # a flush() with nothing new to write
-                    self._pending = []
-                elif self._closing:
+            # an empty batch still runs when a flush() waits for an fsync
+            if not self._pending and not (self._waiters and not self._closed):
+                if self._closing:
                     return
-                else:
-                    await self._wake.wait()
-                    self._wake.clear()
-                    continue
+                await self._wake.wait()
+                self._wake.clear()
+                continue
             batch, self._pending = self._pending, []
             self._inflight = batch
             try:

@@ -21,13 +21,30 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
     stop_any,
 )
+from tenacity.stop import stop_base
 
 from .errors import ApiError, ConcurrencyLimitError, DownloadError, UsageError
 
 T = TypeVar("T")
+
+
+class _StopBeforeOverrun(stop_base):
+    """Stop when the next wait would end past ``limit`` seconds: the bound covers waits.
+
+    tenacity's ``stop_after_delay`` only looks at the time already spent, so one long
+    ``Retry-After`` could overrun the bound by a whole wait. (``upcoming_sleep`` is set
+    before the stop check since tenacity 8.3; older versions degrade to ``stop_after_delay``.)
+    """
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        spent = retry_state.seconds_since_start or 0.0
+        upcoming = float(getattr(retry_state, "upcoming_sleep", 0.0) or 0.0)
+        return spent + upcoming >= self.limit
 
 
 @dataclass(frozen=True)
@@ -51,8 +68,8 @@ class RetryPolicy:
             raise UsageError(f"max_attempts must be at least 1, not {self.max_attempts}.")
         for name in ("max_elapsed", "base_delay", "max_delay", "max_retry_after"):
             value = getattr(self, name)
-            if value < 0:
-                raise UsageError(f"{name} must not be negative, not {value}.")
+            if not value >= 0:  # also refuses NaN, which compares false to everything
+                raise UsageError(f"{name} must be a number of seconds >= 0, not {value}.")
 
     @staticmethod
     def is_retryable(exc: BaseException) -> bool:
@@ -76,7 +93,8 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Full-jitter exponential backoff for the given attempt number (1-based)."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** max(0, attempt - 1)))
+        # 2**n past ~1023 no longer converts to float: cap the exponent (2**64 is plenty).
+        ceiling = min(self.max_delay, self.base_delay * (2 ** min(max(0, attempt - 1), 64)))
         return random.uniform(0, ceiling)
 
     def delay_for(self, exc: BaseException | None, attempt: int) -> float:
@@ -113,14 +131,21 @@ class RetryPolicy:
 
         retrying = AsyncRetrying(
             stop=stop_any(
-                stop_after_attempt(self.max_attempts), stop_after_delay(self.max_elapsed)
+                stop_after_attempt(self.max_attempts), _StopBeforeOverrun(self.max_elapsed)
             ),
             wait=self._wait,
             retry=retry_if_exception(predicate),
             before_sleep=before_sleep,
             reraise=True,
         )
-        result: T = await retrying(fn)
+
+        async def attempt() -> T:
+            # tenacity awaits only what it recognises as a coroutine *function*; a lambda or
+            # partial returning an awaitable would come back as an un-awaited coroutine,
+            # unretried. Wrapping makes every Callable[[], Awaitable[T]] work.
+            return await fn()
+
+        result: T = await retrying(attempt)
         return result
 
     async def call_run(

@@ -174,9 +174,15 @@ class Runner:
     def _record_of(self, job_id: str) -> JobRecord:
         return self._ledger.state.jobs[job_id]
 
-    def _say(self, kind: str, job: str | None = None, message: str = "", level: str = "info",
-             **data: object) -> None:  # fmt: skip
-        self.reporter.event(RunEvent(kind, job, message, level, dict(data)))
+    def _say(
+        self,
+        kind: str,
+        job: str | None = None,
+        message: str = "",
+        level: str = "info",
+        data: dict[str, object] | None = None,
+    ) -> None:
+        self.reporter.event(RunEvent(kind, job, message, level, dict(data or {})))
 
     def _tick(self) -> None:
         state = self._ledger.state
@@ -236,7 +242,7 @@ class Runner:
                 f"{len(plan.reconcile)} to reconcile, {len(plan.download)} to download, "
                 f"{len(plan.verify)} done, {len(plan.skip)} failed earlier"
             ),
-            **plan.summary(),
+            data=dict(plan.summary()),
         )
         self._edited_pending = set(plan.edited_in_flight)
         session = self.client.session
@@ -436,7 +442,7 @@ class Runner:
             self._submitted += 1
             self._committed_estimate += estimate
             self._say(
-                "submitted", job_id, f"submitted as task {result.taskid}", taskid=result.taskid
+                "submitted", job_id, f"submitted as task {result.taskid}", data={"taskid": result.taskid}
             )
             return True
 
@@ -583,12 +589,7 @@ class Runner:
             for out, rel in zip(remote, paths, strict=True):
                 if out.name in saved:
                     continue
-                result = await self.options.policy.call(
-                    lambda out=out, rel=rel: self.client.download(
-                        out.url, self.out_dir, rel, expected_size=out.size
-                    ),
-                    retry_if=lambda e: isinstance(e, DownloadError) and e.retryable,
-                )
+                result = await self._fetch(out, rel)
                 await self._ledger.record(OutputSaved(
                     job=job_id, name=out.name, path=result.path, size=result.size, sha256=result.sha256
                 ))  # fmt: skip
@@ -608,6 +609,16 @@ class Runner:
 
         await self._ledger.record(JobSucceeded(job=job_id))
         self._say("succeeded", job_id, f"saved {', '.join(paths)}")
+
+    async def _fetch(self, out: RemoteOutput, rel: str) -> download.DownloadResult:
+        """One output, retried (resuming with Range) while the error says it may help."""
+
+        async def attempt() -> download.DownloadResult:
+            return await self.client.download(out.url, self.out_dir, rel, expected_size=out.size)
+
+        return await self.options.policy.call(
+            attempt, retry_if=lambda e: isinstance(e, DownloadError | ApiError) and e.retryable
+        )
 
     async def _verify_succeeded(self, job_ids: list[str]) -> None:
         """Check finished jobs' files still match; a mismatch is fetched again or re-run."""

@@ -25,8 +25,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator, ValidationError, validators
-from jsonschema.exceptions import SchemaError
+# jsonschema ships no type hints; types-jsonschema is not a dependency.
+from jsonschema import (  # type: ignore[import-untyped, unused-ignore]
+    Draft202012Validator,
+    ValidationError,
+    validators,
+)
+from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
 
 from .errors import ManifestError
 
@@ -138,7 +143,8 @@ def _all_of(checks: list[Predicate]) -> Predicate:
         return checks[0]
 
     def check_all(value: Any) -> bool:
-        for check in checks:
+        # A plain loop: all() over a generator costs a frame per job on the hot path.
+        for check in checks:  # noqa: SIM110
             if not check(value):
                 return False
         return True
@@ -146,7 +152,9 @@ def _all_of(checks: list[Predicate]) -> Predicate:
     return check_all
 
 
-def _compile_keyword(keyword: str, value: Any, root: Mapping[str, Any], depth: int) -> Predicate | None:
+def _compile_keyword(
+    keyword: str, value: Any, root: Mapping[str, Any], depth: int
+) -> Predicate | None:
     if keyword == "type":
         return _compile_type(value)
     if keyword in ("enum", "const"):
@@ -216,7 +224,9 @@ def _compile_ref(ref: Any, root: Mapping[str, Any], depth: int) -> Predicate | N
     return compile_fast(target, root, depth + 1)
 
 
-def _compile_object(schema: Mapping[str, Any], root: Mapping[str, Any], depth: int) -> Predicate | None:
+def _compile_object(
+    schema: Mapping[str, Any], root: Mapping[str, Any], depth: int
+) -> Predicate | None:
     properties: dict[str, Predicate] = {}
     for name, sub in schema.get("properties", {}).items():
         check = compile_fast(sub, root, depth + 1)
@@ -269,7 +279,9 @@ def show(value: Any, limit: int = 60) -> str:
 def kind(value: Any) -> str:
     """What YAML made of a value, with a hint when it is probably a quoting mistake."""
     if isinstance(value, bool):
-        return f"a boolean ({show(value)}; YAML reads yes/no/on/off/true/false as booleans: quote it)"
+        return (
+            f"a boolean ({show(value)}; YAML reads yes/no/on/off/true/false as booleans: quote it)"
+        )
     if isinstance(value, int):
         return f"an integer ({value})"
     if isinstance(value, float):
@@ -320,9 +332,14 @@ def problem(error: ValidationError) -> str:
     description = schema.get("description")
     if keyword == "type":
         expected = [value] if isinstance(value, str) else list(value)
-        return f"expected {_join_or([_TYPE_WORDS.get(t, t) for t in expected])}, got {kind(instance)}"
+        return (
+            f"expected {_join_or([_TYPE_WORDS.get(t, t) for t in expected])}, got {kind(instance)}"
+        )
     if keyword == "enum":
-        return f"{show(instance)} is not one of {allowed_values(value)}"
+        hint = ""
+        if isinstance(instance, bool) and show(instance) not in value:
+            hint = " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
+        return f"{show(instance)} is not one of {allowed_values(value)}{hint}"
     if keyword == "const":
         return f"{show(instance)} must be {show(value)}"
     if keyword == "maxLength":
@@ -337,7 +354,7 @@ def problem(error: ValidationError) -> str:
         return f"must have at least {value} item{'s' if value != 1 else ''}"
     if keyword == "minProperties":
         return "must not be empty"
-    message = error.message
+    message = str(error.message)
     return message if len(message) <= 200 else message[:197] + "..."
 
 
@@ -378,7 +395,9 @@ def extra_keys(error: ValidationError) -> list[str]:
     ]
 
 
-def numeric_string_bounds(schema: Mapping[str, Any]) -> dict[str, tuple[float | None, float | None]]:
+def numeric_string_bounds(
+    schema: Mapping[str, Any],
+) -> dict[str, tuple[float | None, float | None]]:
     """Bounds that a schema puts on integers but cannot put on the same number as text.
 
     A property accepting ``integer`` and ``string`` with ``minimum``/``maximum`` (seed: 7 or

@@ -60,6 +60,8 @@ IN_FLIGHT: frozenset[JobStatus] = frozenset(
     {JobStatus.SUBMITTING, JobStatus.UNKNOWN, JobStatus.QUEUED, JobStatus.RUNNING}
 )
 
+_STATUS: dict[str, JobStatus] = {s.value: s for s in JobStatus}
+
 
 class TransitionError(ValueError):
     """An event that cannot apply to the record's status: a bug in the caller."""
@@ -93,11 +95,15 @@ class PreviousRun:
 
 
 def _saved(items: Any) -> tuple[SavedOutput, ...]:
-    return tuple(SavedOutput(o["name"], o["path"], o["size"], o["sha256"]) for o in items or ())
+    if not items:
+        return ()
+    return tuple([SavedOutput(o["name"], o["path"], o["size"], o["sha256"]) for o in items])
 
 
 def _remote(items: Any) -> tuple[RemoteOutput, ...]:
-    return tuple(RemoteOutput(o["name"], o["url"], o.get("size")) for o in items or ())
+    if not items:
+        return ()
+    return tuple([RemoteOutput(o["name"], o["url"], o.get("size")) for o in items])
 
 
 def _plain(items: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -151,7 +157,7 @@ class JobRecord:
         """Parse a record of ``ledger.json``; KeyError/ValueError/TypeError when malformed."""
         return cls(
             job_id=data["job_id"],
-            status=JobStatus(data["status"]),
+            status=_STATUS[data["status"]],
             fingerprint=data["fingerprint"],
             attempts=data.get("attempts", 0),
             taskid=data.get("taskid"),
@@ -162,11 +168,10 @@ class JobRecord:
             cost=data.get("cost"),
             remote_outputs=_remote(data.get("remote_outputs")),
             outputs=_saved(data.get("outputs")),
-            previous=tuple(
-                PreviousRun(p["fingerprint"], _saved(p["outputs"]))
-                for p in data.get("previous") or ()
-            ),
-            history=tuple(data.get("history") or ()),
+            previous=tuple([PreviousRun(p["fingerprint"], _saved(p["outputs"])) for p in previous])
+            if (previous := data.get("previous"))
+            else (),
+            history=tuple(history) if (history := data.get("history")) else (),
             created_at=data.get("created_at"),
             submitted_at=data.get("submitted_at"),
             finished_at=data.get("finished_at"),

@@ -45,7 +45,7 @@ _ALLOWED_TAGS = _SCALAR_TAGS | {_PREFIX + "seq", _PREFIX + "map", "!"}
 _LoaderClass: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 # First character -> the implicit resolvers to try, as SafeLoader.resolve does it.
-_WILDCARD = Resolver.yaml_implicit_resolvers.get(None, [])  # type: ignore[call-overload]
+_WILDCARD = Resolver.yaml_implicit_resolvers.get(None, [])
 _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     key: list(value) + list(_WILDCARD)
     for key, value in Resolver.yaml_implicit_resolvers.items()
@@ -124,6 +124,12 @@ class _Frame:
         self.merges: list[tuple[Any, int]] = []
 
 
+def _line(event: ev.Event) -> int:
+    """The 1-based line where an event starts."""
+    mark = event.start_mark
+    return mark.line + 1 if mark is not None else 0
+
+
 def show_tag(tag: str) -> str:
     """``tag:yaml.org,2002:python/object`` -> ``!!python/object``, as the user wrote it."""
     return "!!" + tag[len(_PREFIX) :] if tag.startswith(_PREFIX) else tag
@@ -163,7 +169,7 @@ class _Builder:
     # -- scalars -----------------------------------------------------------------------
 
     def scalar(self, event: ev.ScalarEvent) -> None:
-        line = event.start_mark.line + 1
+        line = _line(event)
         self.nodes += 1
         top = self.stack[-1] if self.stack else None
         if top is not None and isinstance(top.obj, YMap) and top.key is None:
@@ -218,7 +224,7 @@ class _Builder:
     # -- collections -------------------------------------------------------------------
 
     def start(self, event: ev.MappingStartEvent | ev.SequenceStartEvent) -> None:
-        line = event.start_mark.line + 1
+        line = _line(event)
         self.nodes += 1
         if event.tag not in (None, "!"):
             self._check_tag(event.tag, line)
@@ -257,7 +263,7 @@ class _Builder:
     # -- aliases -----------------------------------------------------------------------
 
     def alias(self, event: ev.AliasEvent) -> None:
-        line = event.start_mark.line + 1
+        line = _line(event)
         name = event.anchor or ""
         if name in self.open_anchors:
             raise _Fatal(line, f"alias '*{name}' refers to a mapping or list that contains it")
@@ -324,7 +330,7 @@ def _dispatch(builder: _Builder, event: Any) -> None:
         builder.documents += 1
         if builder.documents > 1:
             raise _Fatal(
-                event.start_mark.line + 1,
+                _line(event),
                 "a second YAML document starts here; a manifest is a single document",
             )
 

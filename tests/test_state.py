@@ -33,8 +33,8 @@ from batch_runner.state import (
     SavedOutput,
     SubmitAmbiguous,
     SubmitIntent,
-    Submitted,
     SubmitRejected,
+    Submitted,
     TaskDone,
     TaskStatusSeen,
     TransitionError,
@@ -259,8 +259,15 @@ job_events = st.one_of(
         TaskStatusSeen, job=_job, status=st.sampled_from(("task_queue", "task_start", "new"))
     ),
     st.builds(TaskDone, job=_job, outputs=st.tuples(_remote), cost=_cost, t=_t),
-    st.builds(OutputSaved, job=_job, name=st.sampled_from(("v", "w")), path=_text, size=st.just(1),
-              sha256=st.just(SHA), t=_t),  # fmt: skip
+    st.builds(
+        OutputSaved,
+        job=_job,
+        name=st.sampled_from(("v", "w")),
+        path=_text,
+        size=st.just(1),
+        sha256=st.just(SHA),
+        t=_t,
+    ),
     st.builds(OutputLost, job=_job, name=st.sampled_from(("v", "w")), t=_t),
     st.builds(JobSucceeded, job=_job, t=_t),
     st.builds(JobFailed, job=_job, error=_text, cost=_cost, t=_t),
