@@ -61,6 +61,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             import traceback
 
             traceback.print_exc()
+        for issue in getattr(exc, "issues", ()):
+            print(issue, file=sys.stderr)
         print(f"error: {exc.message}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:

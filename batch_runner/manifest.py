@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import copy
 import gc
-import itertools
 import math
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,16 +21,9 @@ from typing import Any, NoReturn
 
 from . import DEFAULT_MODEL
 from .errors import ManifestError
-from .jobs import (
-    Job,
-    content_hash,
-    derive_job_id,
-    fingerprint,
-    id_problem,
-    matrix_job_id,
-    normalise_value,
-)
-from .jobsources import ImageInfo, RawJob, decode_utf8, inspect_image, read_csv, read_jsonl
+from .jobs import Job, normalise_value
+from .jobsources import RawJob, decode_utf8, read_csv, read_jsonl
+from .manifest_jobs import MAX_ISSUES, Axis, Files, Issues, JobBuilder, JobContext, ModelSpec
 from .resources import schemas_dir
 from .schemacheck import (
     Checker,
@@ -46,10 +38,17 @@ from .schemacheck import (
 )
 from .yamlsafe import YMap, YSeq, load_yaml
 
+__all__ = [
+    "MAX_ISSUES",
+    "MAX_JOBS",
+    "Manifest",
+    "load_manifest",
+    "model_schema_path",
+    "supported_models",
+]
+
 #: Most jobs one manifest may expand to (inline + data files, times the matrix).
 MAX_JOBS = 1_000_000
-#: Most issues listed in one ManifestError; the rest are counted.
-MAX_ISSUES = 50
 
 _SEPARABLE_KEYWORDS = frozenset(
     {"$schema", "$id", "$comment", "$defs", "title", "description", "type", "properties"}
@@ -94,25 +93,12 @@ def model_schema_path(model: str) -> Path:
     return path
 
 
-@dataclass(slots=True)
-class _ModelSpec:
-    """A model's input schema, compiled once per load."""
-
-    name: str
-    properties: list[str]
-    required: tuple[str, ...]
-    image_input: str | None
-    checker: Checker
-    separable: bool
-    bounds: dict[str, tuple[float | None, float | None]]
-
-
-def _model_spec(model: str) -> _ModelSpec:
+def _model_spec(model: str) -> ModelSpec:
     schema = load_schema(model_schema_path(model))
     # Required inputs are checked in code: a local `image` stands in for the image input.
     relaxed = {k: v for k, v in schema.items() if k != "required"}
     image_input = schema.get("x-image-input")
-    return _ModelSpec(
+    return ModelSpec(
         name=model,
         properties=list(schema.get("properties", {})),
         required=tuple(schema.get("required", ())),
@@ -121,54 +107,6 @@ def _model_spec(model: str) -> _ModelSpec:
         separable=all(k in _SEPARABLE_KEYWORDS or k.startswith("x-") for k in schema),
         bounds=numeric_string_bounds(schema),
     )
-
-
-# -- issue collection ----------------------------------------------------------------------
-
-
-class _Issues:
-    """Issues in file order then line order, capped when formatted; counts the rest."""
-
-    #: Issues kept for sorting; past this only the count grows (a million bad rows).
-    KEEP = 100_000
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, int, int, str, str]] = []
-        self.files: dict[str, int] = {}
-        self.count = 0
-
-    def add(self, file: str, line: int, message: str) -> None:
-        self.count += 1
-        if len(self.items) < self.KEEP:
-            rank = self.files.setdefault(file, len(self.files))
-            self.items.append((rank, line, self.count, file, message))
-
-    def formatted(self) -> list[str]:
-        shown = [f"{file}:{line}: {msg}" for _r, line, _n, file, msg in sorted(self.items)]
-        shown = shown[:MAX_ISSUES]
-        more = self.count - len(shown)
-        return [*shown, f"... and {more:,} more"] if more > 0 else shown
-
-
-@dataclass(slots=True)
-class _Partial:
-    """A base job that passed its checks, before matrix expansion."""
-
-    raw: RawJob
-    label: str
-    explicit_id: str | None
-    own: dict[str, str]
-    merged_raw: dict[str, Any]
-    inputs: dict[str, str]
-    image: Path | None
-    image_sha256: str | None
-
-
-@dataclass(slots=True)
-class _Axis:
-    name: str
-    line: int
-    values: list[tuple[Any, str]]
 
 
 @contextmanager
@@ -211,26 +149,9 @@ class _Loader:
     def __init__(self, path: Path) -> None:
         self.display = str(path)
         self.path = Path(os.path.abspath(path))
-        self.dir = self.path.parent
-        self.issues = _Issues()
-        self.spec: _ModelSpec | None = None
-        self.defaults_raw: dict[str, Any] = {}
-        self.defaults_image: Path | None = None
-        self.defaults_image_info: ImageInfo | None = None
-        self.defaults_has_image = False
-        self.axes: list[_Axis] = []
-        self.images: dict[Path, ImageInfo | str] = {}
-        self.explicit_ids: dict[str, tuple[str, RawJob]] = {}
-        self.properties: frozenset[str] = frozenset()
-        self.known_keys: frozenset[str] = frozenset()
-        self.known_keys_ordered: list[str] = []
-        self.axis_lines: dict[str, int] = {}
-        self.ordinal = 0
-        root_schema = load_schema(schemas_dir() / "manifest.schema.json")
-        self.job_checker = Checker(
-            {"$defs": root_schema["$defs"], "$ref": "#/$defs/job"}, root_schema
-        )
-        self.root_schema = root_schema
+        self.issues = Issues()
+        self.files = Files(self.path.parent)
+        self.root_schema = load_schema(schemas_dir() / "manifest.schema.json")
 
     def fail_if_issues(self) -> None:
         if self.issues.count:
@@ -297,7 +218,7 @@ class _Loader:
 
     # -- model, defaults, matrix --------------------------------------------------------------
 
-    def load_model(self, root: YMap) -> _ModelSpec:
+    def load_model(self, root: YMap) -> ModelSpec:
         model = root.get("model", DEFAULT_MODEL)
         if not isinstance(model, str):
             self.fail()  # the structure check reported it
@@ -307,31 +228,11 @@ class _Loader:
             self.issue(root.key_lines.get("model", 1), exc.message)
             self.fail()
 
-    def input_problems(self, inputs: Mapping[str, Any]) -> list[tuple[str | None, str]]:
-        """(field, message) for each field of ``inputs`` the model schema refuses; one each."""
-        spec = self.spec
-        assert spec is not None
-        found: dict[str | None, str] = {}
-        for error in spec.checker.errors(inputs):
-            path = list(error.absolute_path)
-            name = str(path[0]) if path else None
-            if error.validator in ("required", "additionalProperties") and name is None:
-                continue  # reported by the callers, which know which keys are whose
-            found.setdefault(name, problem(error))
-        for name, (low, high) in spec.bounds.items():
-            value = inputs.get(name)
-            if isinstance(value, str) and value.lstrip("-").isdigit() and name not in found:
-                number = int(value)
-                if (low is not None and number < low) or (high is not None and number > high):
-                    found[name] = f"{show(value)} is out of range: expected {low} to {high}"
-        return list(found.items())
-
-    def load_defaults(self, root: YMap) -> None:
+    def load_defaults(self, root: YMap, ctx: JobContext) -> None:
         defaults = root.get("defaults")
         if not isinstance(defaults, YMap):
             return
-        spec = self.spec
-        assert spec is not None
+        spec = ctx.spec
         known = [*spec.properties, "image"]
         for key in defaults:
             if key == "id":
@@ -341,8 +242,8 @@ class _Loader:
             elif key not in known:
                 message = unknown_key_message(key, known, "input")
                 self.issue(defaults.key_lines[key], f"defaults: {message}")
-        self.defaults_raw = {k: v for k, v in defaults.items() if k in spec.properties}
-        for name, message in self.input_problems(self.defaults_raw):
+        ctx.defaults_raw = {k: v for k, v in defaults.items() if k in spec.properties}
+        for name, message in spec.input_problems(ctx.defaults_raw):
             line = defaults.key_lines.get(name or "", defaults.line)
             self.issue(
                 line, f"defaults field '{name}': {message}" if name else f"defaults: {message}"
@@ -350,26 +251,25 @@ class _Loader:
         image = defaults.get("image")
         if image is None:
             return
-        self.defaults_has_image = True
+        ctx.defaults_has_image = True
         line = defaults.key_lines["image"]
         if not isinstance(image, str) or not image:
             self.issue(line, f"defaults field 'image': expected a file name, got {kind(image)}")
         elif spec.image_input in defaults:
             self.issue(line, f"defaults: set either 'image' or '{spec.image_input}', not both")
         else:
-            path = self.resolve_path(image)
-            info = self.image_info(path)
+            path = self.files.resolve(image)
+            info = self.files.image(path)
             if isinstance(info, str):
                 self.issue(line, f"defaults field 'image': {info}")
             else:
-                self.defaults_image, self.defaults_image_info = path, info
+                ctx.defaults_image = (path, info)
 
-    def load_matrix(self, root: YMap) -> None:
+    def load_matrix(self, root: YMap, ctx: JobContext) -> None:
         matrix = root.get("matrix")
         if not isinstance(matrix, YMap):
             return
-        spec = self.spec
-        assert spec is not None
+        spec = ctx.spec
         for name, values in matrix.items():
             line = matrix.key_lines[name]
             if name not in spec.properties:
@@ -380,16 +280,16 @@ class _Loader:
                 self.issue(line, message)
                 continue
             if isinstance(values, YSeq):
-                self.axes.append(_Axis(name, line, self.matrix_values(name, values)))
+                ctx.axes.append(Axis(name, line, self.matrix_values(spec, name, values)))
 
-    def matrix_values(self, name: str, values: YSeq) -> list[tuple[Any, str]]:
+    def matrix_values(self, spec: ModelSpec, name: str, values: YSeq) -> list[tuple[Any, str]]:
         axis: list[tuple[Any, str]] = []
         first_line: dict[str, int] = {}
         for index, value in enumerate(values):
             line = values.item_lines[index]
             if isinstance(value, dict | list):
                 continue  # the structure check reported it
-            for _field, message in self.input_problems({name: value}):
+            for _field, message in spec.input_problems({name: value}):
                 self.issue(line, f"matrix '{name}' value #{index + 1}: {message}")
             norm = normalise_value(value)
             if norm in first_line:
@@ -404,7 +304,7 @@ class _Loader:
 
     # -- job sources -----------------------------------------------------------------------
 
-    def raw_jobs(self, root: YMap) -> list[RawJob]:
+    def raw_jobs(self, root: YMap, spec: ModelSpec) -> list[RawJob]:
         raws: list[RawJob] = []
         jobs = root.get("jobs")
         rel = self.path.name
@@ -420,13 +320,12 @@ class _Loader:
         if isinstance(sources, YSeq):
             for index, name in enumerate(sources):
                 if isinstance(name, str) and name.lower().endswith((".csv", ".jsonl", ".ndjson")):
-                    raws.extend(self.read_source(name, sources.item_lines[index], len(raws)))
+                    line = sources.item_lines[index]
+                    raws.extend(self.read_source(spec, name, line, len(raws)))
         return raws
 
-    def read_source(self, name: str, line: int, already: int) -> list[RawJob]:
-        spec = self.spec
-        assert spec is not None
-        path = self.resolve_path(name)
+    def read_source(self, spec: ModelSpec, name: str, line: int, already: int) -> list[RawJob]:
+        path = self.files.resolve(name)
         display = str(Path(self.display).parent / os.path.expanduser(name))
         rel = Path(name).as_posix()
         try:
@@ -449,269 +348,8 @@ class _Loader:
             self.issue(problem_line, message, display)
         return raws
 
-    def resolve_path(self, name: str) -> Path:
-        """A path from the manifest, relative to the manifest's folder (``~`` expanded)."""
-        return Path(os.path.abspath(self.dir / os.path.expanduser(name)))
-
-    def image_info(self, path: Path) -> ImageInfo | str:
-        found = self.images.get(path)
-        if found is None:
-            found = self.images[path] = inspect_image(path)
-        return found
-
-    # -- one job ---------------------------------------------------------------------------
-
-    def check_job(self, raw: RawJob) -> _Partial | None:
-        """Validate one base job; None (with issues recorded) when it is invalid."""
-        self.ordinal += 1
-        data = raw.data
-        before = self.issues.count
-        if not isinstance(data, dict):
-            self.issue(
-                raw.line,
-                f"job #{self.ordinal}: a job must be a mapping of input names to values, "
-                f"got {kind(data)}",
-                raw.file,
-            )
-            return None
-        label = self.check_job_structure(raw)
-        spec = self.spec
-        assert spec is not None
-        properties = self.properties
-        own = {k: v for k, v in data.items() if k in properties}
-        image = self.job_image(raw, label, own)
-        merged = dict(self.defaults_raw)
-        if image is not None and spec.image_input is not None:
-            merged.pop(spec.image_input, None)
-        merged.update(own)
-        for name, message in self.input_problems(merged):
-            if name is None or name in own:
-                at = raw.line_of(name) if name else raw.line
-                self.issue(
-                    at,
-                    f"{label} field '{name}': {message}" if name else f"{label}: {message}",
-                    raw.file,
-                )
-        has_image = image is not None or "image" in data or self.defaults_has_image
-        self.check_required(raw, label, merged, has_image)
-        if self.issues.count != before:
-            return None
-        inputs = {k: normalise_value(v) for k, v in merged.items()}
-        if image is not None and spec.image_input is not None:
-            inputs[spec.image_input] = ""  # filled with the uploaded file's URL at run time
-        explicit = data.get("id")
-        path, info = image if image is not None else (None, None)
-        return _Partial(
-            raw=raw,
-            label=label,
-            explicit_id=explicit if isinstance(explicit, str) else None,
-            own={k: inputs[k] for k in own},
-            merged_raw=merged,
-            inputs=inputs,
-            image=path,
-            image_sha256=info.sha256 if info is not None else None,
-        )
-
-    def check_job_structure(self, raw: RawJob) -> str:
-        """Check id, image and unknown keys; return the job's label for messages."""
-        data = raw.data
-        spec = self.spec
-        assert spec is not None
-        job_id = data.get("id")
-        reason = id_problem(job_id) if isinstance(job_id, str) else None
-        if isinstance(job_id, str) and reason is None:
-            label = f"job {show(job_id)} (#{self.ordinal})"
-        else:
-            label = f"job #{self.ordinal}"
-        id_reported = False
-        for error in self.job_checker.errors(data):
-            path = list(error.absolute_path)
-            name = str(path[0]) if path else None
-            message = problem(error)
-            if name == "id" and isinstance(job_id, str):
-                message = f"{show(job_id)} {reason or message}"
-            id_reported = id_reported or name == "id"
-            where = f"{label} field '{name}'" if name else label
-            self.issue(raw.line_of(name) if name else raw.line, f"{where}: {message}", raw.file)
-        if reason is not None and not id_reported:
-            message = f"{label} field 'id': {show(job_id)} {reason}"
-            self.issue(raw.line_of("id"), message, raw.file)
-        if isinstance(job_id, str):
-            self.check_duplicate_id(raw, label, job_id)
-        if not self.known_keys.issuperset(data) or self.axis_lines.keys() & data.keys():
-            self.check_job_keys(raw, label)
-        return label
-
-    def check_job_keys(self, raw: RawJob, label: str) -> None:
-        """Unknown keys (with a "did you mean"), and keys the matrix also sets."""
-        known = list(self.known_keys_ordered)
-        for key in raw.data:
-            if key not in self.known_keys:
-                message = unknown_key_message(key, known, "input")
-                self.issue(raw.line_of(key), f"{label}: {message}", raw.file)
-            elif key in self.axis_lines:
-                self.issue(
-                    raw.line_of(key),
-                    f"{label} field '{key}' is also set by the matrix "
-                    f"(line {self.axis_lines[key]}); remove one",
-                    raw.file,
-                )
-
-    def check_duplicate_id(self, raw: RawJob, label: str, job_id: str) -> None:
-        """Explicit ids must differ in more than letter case (they name files)."""
-        first_id, first_raw = self.explicit_ids.setdefault(job_id.casefold(), (job_id, raw))
-        if first_raw is raw:
-            return
-        line = raw.line_of("id")
-        file, first_line = first_raw.file, first_raw.line_of("id")
-        case = ""
-        if first_id != job_id:
-            case = f" ({show(first_id)} there differs only in letter case: same file name)"
-        self.issue(
-            line,
-            f"{label}: duplicate id {show(job_id)}, already used at {file}:{first_line}{case}",
-            raw.file,
-        )
-
-    def job_image(
-        self, raw: RawJob, label: str, own: dict[str, Any]
-    ) -> tuple[Path, ImageInfo] | None:
-        """The job's local image (its own, else the defaults'), checked; None for none."""
-        spec = self.spec
-        assert spec is not None
-        image = raw.data.get("image")
-        url_key = spec.image_input
-        if image is None:
-            if url_key is not None and url_key in own:
-                return None
-            if self.defaults_image is not None and self.defaults_image_info is not None:
-                return self.defaults_image, self.defaults_image_info
-            return None
-        line = raw.line_of("image")
-        if not isinstance(image, str) or not image:
-            return None  # the job schema reported it
-        if url_key is None:
-            self.issue(line, f"{label}: model {spec.name} takes no image input", raw.file)
-            return None
-        if url_key in own:
-            self.issue(line, f"{label}: set either 'image' or '{url_key}', not both", raw.file)
-            return None
-        if any(axis.name == url_key for axis in self.axes):
-            self.issue(
-                line, f"{label}: 'image' conflicts with the matrix over '{url_key}'", raw.file
-            )
-            return None
-        path = self.resolve_path(image)
-        info = self.image_info(path)
-        if isinstance(info, str):
-            self.issue(line, f"{label} field 'image': {info}", raw.file)
-            return None
-        return path, info
-
-    def check_required(
-        self, raw: RawJob, label: str, merged: dict[str, Any], has_image: bool
-    ) -> None:
-        spec = self.spec
-        assert spec is not None
-        axes = {axis.name for axis in self.axes}
-        for name in spec.required:
-            if name in merged or name in axes:
-                continue
-            if name == spec.image_input:
-                if has_image:
-                    continue
-                hint = " (or 'image' for a local file)"
-            else:
-                hint = ""
-            self.issue(
-                raw.line,
-                f"{label}: missing required input '{name}'{hint}; set it in the job or in "
-                "'defaults'",
-                raw.file,
-            )
-
-    # -- expansion, ids, fingerprints ----------------------------------------------------------
-
-    def combinations(self) -> list[tuple[list[tuple[str, str]], dict[str, Any], dict[str, str]]]:
-        names = [axis.name for axis in self.axes]
-        result = []
-        for combo in itertools.product(*(axis.values for axis in self.axes)):
-            pairs = [(name, norm) for name, (_raw, norm) in zip(names, combo, strict=True)]
-            raw_values = {name: raw for name, (raw, _norm) in zip(names, combo, strict=True)}
-            result.append((pairs, raw_values, dict(pairs)))
-        return result
-
-    def expand(self, partials: list[_Partial]) -> tuple[list[Job], list[int]]:
-        """Every base job times every matrix combination, with ids and fingerprints.
-
-        Also returns, for each job, the index of the partial it came from.
-        """
-        spec = self.spec
-        assert spec is not None
-        combos = self.combinations()
-        occurrences: dict[str, int] = {}
-        jobs: list[Job] = []
-        owners: list[int] = []
-        model = spec.name
-        for number, part in enumerate(partials):
-            base_id = part.explicit_id
-            if base_id is None:
-                own_hash = content_hash(part.own, part.image_sha256)
-                occurrences[own_hash] = occurrences.get(own_hash, 0) + 1
-                base_id = derive_job_id(part.own.get("prompt"), own_hash, occurrences[own_hash])
-            source = f"{part.raw.rel}:{part.raw.line}"
-            for pairs, raw_values, norm_values in combos:
-                if pairs and not spec.separable:
-                    self.check_combination(part, raw_values)
-                inputs = {**part.inputs, **norm_values} if pairs else part.inputs
-                job_id = matrix_job_id(base_id, pairs) if pairs else base_id
-                jobs.append(
-                    Job(
-                        id=job_id,
-                        index=len(jobs),
-                        inputs=inputs,
-                        image=part.image,
-                        fingerprint=fingerprint(model, inputs, part.image_sha256),
-                        source=source,
-                    )
-                )
-                owners.append(number)
-        return jobs, owners
-
-    def check_combination(self, part: _Partial, raw_values: dict[str, Any]) -> None:
-        """Cross-field rules of a non-separable model schema, per matrix combination."""
-        for name, message in self.input_problems({**part.merged_raw, **raw_values}):
-            if name is None:
-                self.issue(
-                    part.raw.line, f"{part.label} with {raw_values}: {message}", part.raw.file
-                )
-
-    def check_unique_ids(
-        self, jobs: list[Job], owners: list[int], partials: list[_Partial]
-    ) -> None:
-        """Ids must differ in more than letter case: they name files on case-folding disks."""
-        seen: dict[str, int] = {}
-        reported: set[tuple[int, int]] = set()
-        for position, job in enumerate(jobs):
-            folded = job.id.casefold()
-            first = seen.setdefault(folded, position)
-            pair = (owners[first], owners[position])
-            if first == position or pair in reported:
-                continue
-            reported.add(pair)
-            part, other = partials[owners[position]], partials[owners[first]]
-            case = ""
-            if jobs[first].id != job.id:
-                case = " (ids that differ only in letter case name the same file)"
-            self.issue(
-                part.raw.line_of("id"),
-                f"{part.label}: id {show(job.id)} is already used by the job at "
-                f"{other.raw.file}:{other.raw.line_of('id')}{case}",
-                part.raw.file,
-            )
-
-    def check_size(self, base_count: int, root: YMap) -> None:
-        combos = math.prod(len(axis.values) for axis in self.axes) if self.axes else 1
+    def check_size(self, base_count: int, root: YMap, axes: list[Axis]) -> None:
+        combos = math.prod(len(axis.values) for axis in axes) if axes else 1
         total = base_count * combos
         if total > MAX_JOBS:
             line = root.key_lines.get("matrix", 1)
@@ -728,29 +366,28 @@ class _Loader:
     def load(self) -> Manifest:
         root = self.read_root()
         self.check_structure(root)
-        self.spec = self.load_model(root)
-        self.properties = frozenset(self.spec.properties)
-        self.known_keys_ordered = [*self.spec.properties, "id", "image"]
-        self.known_keys = frozenset(self.known_keys_ordered)
-        self.load_defaults(root)
-        self.load_matrix(root)
-        self.axis_lines = {axis.name: axis.line for axis in self.axes}
-        raws = self.raw_jobs(root)
-        self.check_size(len(raws), root)
-        partials = [p for p in map(self.check_job, raws) if p is not None]
+        spec = self.load_model(root)
+        job_schema = {"$defs": self.root_schema["$defs"], "$ref": "#/$defs/job"}
+        ctx = JobContext(spec, self.issues, self.files, Checker(job_schema, self.root_schema))
+        self.load_defaults(root, ctx)
+        self.load_matrix(root, ctx)
+        raws = self.raw_jobs(root, spec)
+        self.check_size(len(raws), root, ctx.axes)
+        builder = JobBuilder(ctx)
+        for raw in raws:
+            builder.check(raw)
         self.fail_if_issues()
-        jobs, owners = self.expand(partials)
-        self.check_unique_ids(jobs, owners, partials)
+        jobs = builder.expand()
         self.fail_if_issues()
         output_dir = root.get("output_dir")
         concurrency = root.get("concurrency")
         return Manifest(
             path=self.path,
-            model=self.spec.name,
+            model=spec.name,
             jobs=tuple(jobs),
-            output_dir=self.resolve_path(output_dir) if isinstance(output_dir, str) else None,
+            output_dir=self.files.resolve(output_dir) if isinstance(output_dir, str) else None,
             concurrency=concurrency if isinstance(concurrency, int) else None,
-            defaults={k: normalise_value(v) for k, v in self.defaults_raw.items()},
+            defaults={k: normalise_value(v) for k, v in ctx.defaults_raw.items()},
         )
 
 

@@ -36,9 +36,7 @@ def duration_seconds(text: str) -> float:
     """``90``, ``90s``, ``15m``, ``2h``, ``1d`` -> seconds."""
     found = _DURATION.match(text)
     if not found or float(found.group(1)) <= 0:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 90, 15m or 2h, not {text!r}"
-        )
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90, 15m or 2h, not {text!r}")
     return float(found.group(1)) * _UNITS[found.group(2).lower()]
 
 

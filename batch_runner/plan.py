@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from .jobs import Job
 from .state import (
-    IN_FLIGHT,
+    JobRecord,
     JobRegistered,
     JobReset,
     JobStatus,
@@ -67,44 +67,52 @@ def plan_run(jobs: Iterable[Job], state: LedgerState, *, retry_failed: bool = Fa
         if record is None:
             plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
             plan.submit.append(job.id)
-            continue
-        status = record.status
-        if record.fingerprint != job.fingerprint:
-            if status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DOWNLOADING):
-                plan.edited_in_flight.append(job.id)
-                (plan.download if status == JobStatus.DOWNLOADING else plan.track).append(job.id)
-                continue
-            if status in (JobStatus.SUBMITTING, JobStatus.UNKNOWN):
-                # Settle the uncertain task first; the edit applies on the next run.
-                plan.edited_in_flight.append(job.id)
-                plan.reconcile.append(job.id)
-                continue
-            if record.outputs:
-                plan.edited.append(job.id)
-            else:
-                plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
-            plan.submit.append(job.id)
-            continue
-        if status == JobStatus.PENDING:
-            plan.submit.append(job.id)
-        elif status in (JobStatus.SUBMITTING, JobStatus.UNKNOWN):
-            plan.reconcile.append(job.id)
-        elif status in (JobStatus.QUEUED, JobStatus.RUNNING):
-            plan.track.append(job.id)
-        elif status == JobStatus.DOWNLOADING:
-            plan.download.append(job.id)
-        elif status == JobStatus.SUCCEEDED:
-            plan.verify.append(job.id)
-        elif retry_failed:
-            plan.events.append(JobReset(job=job.id, reason="--retry-failed"))
-            plan.submit.append(job.id)
+        elif record.fingerprint != job.fingerprint:
+            _plan_edited(plan, job, record)
         else:
-            plan.skip.append(job.id)
+            _plan_known(plan, record, retry_failed)
     for job_id, record in state.jobs.items():
-        if job_id in seen or record.status not in IN_FLIGHT | {JobStatus.DOWNLOADING}:
-            continue
-        if record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        if job_id not in seen and record.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             plan.track.append(job_id)
-        elif record.status == JobStatus.DOWNLOADING:
+        elif job_id not in seen and record.status == JobStatus.DOWNLOADING:
             plan.download.append(job_id)
     return plan
+
+
+def _plan_known(plan: Plan, record: JobRecord, retry_failed: bool) -> None:
+    """A job the ledger knows with the same inputs: continue where it stands."""
+    status, job_id = record.status, record.job_id
+    if status == JobStatus.PENDING:
+        plan.submit.append(job_id)
+    elif status in (JobStatus.SUBMITTING, JobStatus.UNKNOWN):
+        plan.reconcile.append(job_id)
+    elif status in (JobStatus.QUEUED, JobStatus.RUNNING):
+        plan.track.append(job_id)
+    elif status == JobStatus.DOWNLOADING:
+        plan.download.append(job_id)
+    elif status == JobStatus.SUCCEEDED:
+        plan.verify.append(job_id)
+    elif retry_failed:
+        plan.events.append(JobReset(job=job_id, reason="--retry-failed"))
+        plan.submit.append(job_id)
+    else:
+        plan.skip.append(job_id)
+
+
+def _plan_edited(plan: Plan, job: Job, record: JobRecord) -> None:
+    """A job whose inputs changed since it ran: never counted as done, never overwritten."""
+    status = record.status
+    if status in (JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.DOWNLOADING):
+        # Its earlier task is paid for: finish and keep it, the edit applies afterwards.
+        plan.edited_in_flight.append(job.id)
+        (plan.download if status == JobStatus.DOWNLOADING else plan.track).append(job.id)
+    elif status in (JobStatus.SUBMITTING, JobStatus.UNKNOWN):
+        # Settle the uncertain task first; the edit applies once it is settled.
+        plan.edited_in_flight.append(job.id)
+        plan.reconcile.append(job.id)
+    else:
+        if record.outputs:
+            plan.edited.append(job.id)
+        else:
+            plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
+        plan.submit.append(job.id)

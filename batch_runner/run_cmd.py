@@ -27,7 +27,7 @@ from .options import (
     positive_float,
     positive_int,
 )
-from .runner import RunOptions, Runner
+from .runner import Runner, RunOptions
 from .summary import print_dry_run, print_summary
 from .tracker import PollSchedule
 
@@ -48,33 +48,78 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("manifest", type=Path, help="the YAML manifest")
-    p.add_argument("--out", type=Path, help="output folder (default: the manifest's output_dir, "
-                   "else outputs/<manifest name>/)")  # fmt: skip
-    p.add_argument("--concurrency", type=positive_int, help="tasks in flight on the service "
-                   "(default: the manifest's concurrency, else 4)")  # fmt: skip
-    p.add_argument("--download-concurrency", type=positive_int, default=8,
-                   help="parallel downloads (default 8)")  # fmt: skip
-    p.add_argument("--api-base", help="API base URL (default: $WIRO_API_BASE or https://api.wiro.ai/v1)")
-    p.add_argument("--socket-url", help="task WebSocket URL (default: $WIRO_SOCKET_URL or wss://socket.wiro.ai/v1)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="output folder (default: the manifest's output_dir, else outputs/<manifest name>/)",
+    )
+    p.add_argument(
+        "--concurrency",
+        type=positive_int,
+        help="tasks in flight on the service (default: the manifest's concurrency, else 4)",
+    )
+    p.add_argument(
+        "--download-concurrency",
+        type=positive_int,
+        default=8,
+        help="parallel downloads (default 8)",
+    )
+    p.add_argument(
+        "--api-base", help="API base URL (default: $WIRO_API_BASE or https://api.wiro.ai/v1)"
+    )
+    p.add_argument(
+        "--socket-url",
+        help="task WebSocket URL (default: $WIRO_SOCKET_URL or wss://socket.wiro.ai/v1)",
+    )
     p.add_argument("--no-socket", action="store_true", help="track completion by polling only")
-    p.add_argument("--sandbox", action="store_true",
-                   help="run against the built-in sandbox (no account, no network)")  # fmt: skip
-    p.add_argument("--poll-interval", type=positive_float, default=1.0,
-                   help="first status check after submission, seconds (default 1)")  # fmt: skip
-    p.add_argument("--poll-max", type=positive_float, default=15.0,
-                   help="longest wait between status checks, seconds (default 15)")  # fmt: skip
-    p.add_argument("--task-timeout", type=duration_seconds,
-                   help="stop a task that runs longer than this (e.g. 600, 15m)")  # fmt: skip
-    p.add_argument("--max-attempts", type=positive_int, default=1,
-                   help="tasks per job when generation fails (default 1)")  # fmt: skip
-    p.add_argument("--retry-failed", action="store_true",
-                   help="give jobs that failed in earlier runs a new round")  # fmt: skip
-    p.add_argument("--max-cost", type=positive_float,
-                   help="stop submitting before committed spend would pass this many USD")  # fmt: skip
-    p.add_argument("--deadline", type=duration_seconds,
-                   help="stop submitting after this long (e.g. 45m, 2h) and exit 4")  # fmt: skip
-    p.add_argument("--dry-run", action="store_true",
-                   help="validate and show what would be submitted, resumed and skipped; send nothing")  # fmt: skip
+    p.add_argument(
+        "--sandbox",
+        action="store_true",
+        help="run against the built-in sandbox (no account, no network)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=positive_float,
+        default=1.0,
+        help="first status check after submission, seconds (default 1)",
+    )
+    p.add_argument(
+        "--poll-max",
+        type=positive_float,
+        default=15.0,
+        help="longest wait between status checks, seconds (default 15)",
+    )
+    p.add_argument(
+        "--task-timeout",
+        type=duration_seconds,
+        help="stop a task that runs longer than this (e.g. 600, 15m)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=positive_int,
+        default=1,
+        help="tasks per job when generation fails (default 1)",
+    )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="give jobs that failed in earlier runs a new round",
+    )
+    p.add_argument(
+        "--max-cost",
+        type=positive_float,
+        help="stop submitting before committed spend would pass this many USD",
+    )
+    p.add_argument(
+        "--deadline",
+        type=duration_seconds,
+        help="stop submitting after this long (e.g. 45m, 2h) and exit 4",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and show what would be submitted, resumed and skipped; send nothing",
+    )
     add_output_flags(p)
     p.set_defaults(func=main)
 
@@ -119,9 +164,12 @@ async def open_client(args: argparse.Namespace, concurrency: int) -> AsyncIterat
         config = SandboxConfig(**DEMO_SANDBOX)  # type: ignore[arg-type]
         async with Sandbox(config) as sb:
             client = WiroClient(
-                sb.api_key, sb.api_secret, base_url=sb.base_url, socket_url=sb.socket_url,
+                sb.api_key,
+                sb.api_secret,
+                base_url=sb.base_url,
+                socket_url=sb.socket_url,
                 connection_limit=limit,
-            )  # fmt: skip
+            )
             async with client:
                 yield client
         return
@@ -149,7 +197,10 @@ async def _run(args: argparse.Namespace, manifest: Manifest, out_dir: Path) -> i
             os._exit(code)  # second signal: leave now; the journal is durable
         if runner is not None:
             runner.interrupt_code = code
-        print(f"\nstopping (signal); finished work is recorded. Again to exit at once.", file=sys.stderr)
+        print(
+            "\nstopping (signal); finished work is recorded. Again to exit at once.",
+            file=sys.stderr,
+        )
         main_task.cancel()
 
     for sig, code in signals.items():
@@ -203,7 +254,9 @@ def main(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     out_dir = output_dir_for(manifest, args.out)
     if args.sandbox and (args.api_base or args.socket_url):
-        raise UsageError("--sandbox runs against the built-in sandbox; drop --api-base/--socket-url.")
+        raise UsageError(
+            "--sandbox runs against the built-in sandbox; drop --api-base/--socket-url."
+        )
     if args.dry_run:
         print_dry_run(manifest, out_dir, retry_failed=args.retry_failed)
         return 0

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,9 +213,12 @@ class Runner:
                     code = self.interrupt_code or 130
                     counts = counts_by_status(self._ledger.state)
                     with contextlib.suppress(Exception):
-                        await asyncio.shield(self._ledger.record(
-                            RunEnded(pid=os.getpid(), exit_code=code, counts=counts), durable=False
-                        ))  # fmt: skip
+                        await asyncio.shield(
+                            self._ledger.record(
+                                RunEnded(pid=os.getpid(), exit_code=code, counts=counts),
+                                durable=False,
+                            )
+                        )
                     raise
                 await self._ledger.record(
                     RunEnded(pid=os.getpid(), exit_code=result.exit_code, counts=result.counts)
@@ -248,9 +251,12 @@ class Runner:
         session = self.client.session
         self.feed = TaskFeed(session, self.client.socket_url) if self.options.use_socket else None
         self.tracker = Tracker(
-            self.client, schedule=self.options.poll, policy=self.options.policy,
-            feed=self.feed, error_budget=self.options.error_budget,
-        )  # fmt: skip
+            self.client,
+            schedule=self.options.poll,
+            policy=self.options.policy,
+            feed=self.feed,
+            error_budget=self.options.error_budget,
+        )
         if self.feed is not None:
             self.feed.start()
         try:
@@ -300,49 +306,21 @@ class Runner:
             yield ("submit", job_id)
 
     async def _execute(self, work: Iterator[tuple[str, str]], plan: Plan) -> None:
-        pending_work: deque[tuple[str, str]] = deque()
-
-        def next_item() -> tuple[str, str] | None:
-            if pending_work:
-                return pending_work.popleft()
-            return next(work, None)
-
+        """Run the worker pools until every job is settled, the deadline, or a fatal error."""
         for job_id in plan.download:
             self._downloads.put_nowait(job_id)
-
-        async def worker() -> None:
-            while True:
-                item = next_item()
-                if item is None:
-                    return
-                kind, job_id = item
-                if kind == "submit" and self.stop_reason is not None:
-                    continue
-                await self.gate.acquire()
-                try:
-                    await self._process(kind, job_id)
-                finally:
-                    await self.gate.release()
-                self._tick()
-
-        async def downloader() -> None:
-            while True:
-                job_id = await self._downloads.get()
-                if job_id is None:
-                    return
-                await self._download_job(job_id)
-                self._tick()
-
         deadline = self.options.deadline
         try:
             async with asyncio.timeout(deadline), asyncio.TaskGroup() as group:
-                dl_tasks = [
-                    group.create_task(downloader())
+                loaders = [
+                    group.create_task(self._downloader())
                     for _ in range(self.options.download_concurrency)
                 ]
-                workers = [group.create_task(worker()) for _ in range(self.options.concurrency)]
+                workers = [
+                    group.create_task(self._worker(work)) for _ in range(self.options.concurrency)
+                ]
                 await asyncio.gather(*workers)
-                for _ in dl_tasks:
+                for _ in loaders:
                     self._downloads.put_nowait(None)
         except TimeoutError:
             self.stop(f"the deadline of {deadline:.0f} s was reached; in-flight tasks are recorded")
@@ -351,6 +329,32 @@ class Runner:
             if fatal:
                 raise fatal[0] from None
             raise
+
+    async def _worker(self, work: Iterator[tuple[str, str]]) -> None:
+        """Take jobs one at a time; each holds a slot while its task is on the service."""
+        for kind, job_id in work:
+            if kind == "submit" and self.stop_reason is not None:
+                continue
+            await self.gate.acquire()
+            try:
+                await self._process(kind, job_id)
+            except AuthError:
+                raise
+            except ApiError as exc:
+                # Retries are exhausted: keep what is recorded and let the next run go on.
+                self.stop(f"the service could not be used ({exc.message})")
+                self._say("error", job_id, exc.message, level="error")
+            finally:
+                await self.gate.release()
+            self._tick()
+
+    async def _downloader(self) -> None:
+        while True:
+            job_id = await self._downloads.get()
+            if job_id is None:
+                return
+            await self._download_job(job_id)
+            self._tick()
 
     # --- one job through the service -----------------------------------------------------
 
@@ -372,21 +376,13 @@ class Runner:
     async def _submit(self, job_id: str) -> bool:
         """Submit a job until a task id is durable. False when nothing is in flight for it."""
         job = self.jobs[job_id]
-        while True:
-            if self.stop_reason is not None:
-                return False
+        while self.stop_reason is None:
             estimate = estimate_job_cost(job.inputs) or 0.0
-            if self.options.max_cost is not None:
-                spent = total_cost(self._ledger.state)
-                if spent + self._committed_estimate + estimate > self.options.max_cost + 1e-9:
-                    self.stop(
-                        f"--max-cost ${self.options.max_cost:.2f} would be passed "
-                        f"(spent ${spent:.2f}, in flight ~${self._committed_estimate:.2f})"
-                    )
-                    return False
-            inputs = dict(job.inputs)
-            if job.image is not None:
-                inputs["inputImageUrl"] = await self._uploader.url_for(job)
+            if self._over_budget(estimate):
+                return False
+            inputs = await self._inputs_for(job)
+            if inputs is None:
+                return False
             record = self._record_of(job_id)
             if record.fingerprint != job.fingerprint:
                 # An edited job whose earlier task has settled: its new version starts now.
@@ -398,43 +394,16 @@ class Runner:
             )
             try:
                 result = await self.options.policy.call_run(
-                    lambda: self.client.run(self.manifest.model, inputs),
+                    functools.partial(self.client.run, self.manifest.model, inputs),
                     on_retry=lambda e, n, d: self._say(
                         "retry", job_id, f"/Run: {e} (retry {n} in {d:.1f} s)"
                     ),
                 )
-            except ConcurrencyLimitError as exc:
-                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
-                await self.gate.shrink()
-                self._say(
-                    "throttled", job_id, f"code 96: lowering concurrency to {self.gate.limit}"
-                )
-                await asyncio.sleep(self.options.policy.delay_for(exc, self.gate.shrinks))
-                continue
-            except InsufficientBalanceError as exc:
-                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
-                self.stop("insufficient balance (code 97): top up the account, then re-run")
-                return False
-            except AuthError:
-                await self._ledger.record(SubmitRejected(job=job_id, error="credentials rejected"))
-                raise
-            except InvalidInputError as exc:
-                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
-                await self._ledger.record(JobFailed(job=job_id, error=exc.message))
-                self._say("failed", job_id, exc.message, level="error")
-                return False
             except ApiError as exc:
-                if exc.may_have_created:
-                    await self._ledger.record(SubmitAmbiguous(job=job_id, error=exc.message))
-                    if await self._reconcile_one(job_id):
-                        return True
+                outcome = await self._after_run_error(job_id, exc)
+                if outcome == "again":
                     continue
-                await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
-                self.stop(f"the service keeps refusing submissions: {exc.message}")
-                return False
-            except asyncio.CancelledError:
-                # The /Run may be on its way: the durable intent makes the next run reconcile.
-                raise
+                return outcome == "tracked"
             await self._ledger.record(
                 Submitted(job=job_id, taskid=result.taskid, tasktoken=result.tasktoken or None)
             )
@@ -442,9 +411,62 @@ class Runner:
             self._submitted += 1
             self._committed_estimate += estimate
             self._say(
-                "submitted", job_id, f"submitted as task {result.taskid}", data={"taskid": result.taskid}
-            )
+                "submitted", job_id, f"submitted as task {result.taskid}",
+                data={"taskid": result.taskid},
+            )  # fmt: skip
             return True
+        return False
+
+    def _over_budget(self, estimate: float) -> bool:
+        """True (and the run stops submitting) when --max-cost would be passed."""
+        cap = self.options.max_cost
+        if cap is None:
+            return False
+        spent = total_cost(self._ledger.state)
+        if spent + self._committed_estimate + estimate <= cap + 1e-9:
+            return False
+        self.stop(
+            f"--max-cost ${cap:.2f} would be passed "
+            f"(spent ${spent:.2f}, in flight ~${self._committed_estimate:.2f})"
+        )
+        return True
+
+    async def _inputs_for(self, job: Job) -> dict[str, str] | None:
+        """The inputs to send; a local image is uploaded first (once). None: job failed."""
+        inputs = dict(job.inputs)
+        if job.image is None:
+            return inputs
+        try:
+            inputs["inputImageUrl"] = await self._uploader.url_for(job)
+        except (InvalidInputError, OSError) as exc:
+            reason = f"uploading {job.image.name} failed: {getattr(exc, 'message', exc)}"
+            await self._ledger.record(JobFailed(job=job.id, error=reason))
+            self._say("failed", job.id, reason, level="error")
+            return None
+        return inputs
+
+    async def _after_run_error(self, job_id: str, exc: ApiError) -> str:
+        """Record a failed /Run. Returns "again" (submit again), "tracked" (a task was found
+        for it) or "stop" (nothing in flight for this job)."""
+        if exc.may_have_created:
+            await self._ledger.record(SubmitAmbiguous(job=job_id, error=exc.message))
+            return "tracked" if await self._reconcile_one(job_id) else "again"
+        await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
+        if isinstance(exc, ConcurrencyLimitError):
+            await self.gate.shrink()
+            self._say("throttled", job_id, f"code 96: lowering concurrency to {self.gate.limit}")
+            await asyncio.sleep(self.options.policy.delay_for(exc, self.gate.shrinks))
+            return "again"
+        if isinstance(exc, InsufficientBalanceError):
+            self.stop("insufficient balance (code 97): top up the account, then re-run")
+        elif isinstance(exc, AuthError):
+            raise exc
+        elif isinstance(exc, InvalidInputError):
+            await self._ledger.record(JobFailed(job=job_id, error=exc.message))
+            self._say("failed", job_id, exc.message, level="error")
+        else:
+            self.stop(f"the service keeps refusing submissions: {exc.message}")
+        return "stop"
 
     async def _reconcile_one(self, job_id: str) -> bool:
         """After an ambiguous /Run: adopt the task if the service shows it, else say so."""
@@ -454,9 +476,10 @@ class Runner:
 
     async def _reconcile_at_start(self, plan: Plan) -> None:
         """Settle every uncertain /Run of an earlier run before anything is submitted."""
-        self._say("resume", message=(
-            f"reconciling {len(plan.reconcile)} uncertain submissions through /Task/List"
-        ))  # fmt: skip
+        self._say(
+            "resume",
+            message=(f"reconciling {len(plan.reconcile)} uncertain submissions through /Task/List"),
+        )
         found = await self._find_tasks(plan.reconcile)
         for job_id in plan.reconcile:
             (plan.track if found.get(job_id) else plan.submit).append(job_id)
@@ -531,7 +554,8 @@ class Runner:
             return None
 
     async def _time_out(self, job_id: str, taskid: str) -> Task | None:
-        reason = f"task {taskid} ran longer than --task-timeout {self.options.task_timeout:.0f} s; it was stopped"
+        limit = self.options.task_timeout or 0.0
+        reason = f"task {taskid} ran longer than --task-timeout {limit:.0f} s; it was stopped"
         try:
             task = await self.options.policy.call(lambda: self.client.kill(taskid=taskid))
         except ApiError:
@@ -590,9 +614,15 @@ class Runner:
                 if out.name in saved:
                     continue
                 result = await self._fetch(out, rel)
-                await self._ledger.record(OutputSaved(
-                    job=job_id, name=out.name, path=result.path, size=result.size, sha256=result.sha256
-                ))  # fmt: skip
+                await self._ledger.record(
+                    OutputSaved(
+                        job=job_id,
+                        name=out.name,
+                        path=result.path,
+                        size=result.size,
+                        sha256=result.sha256,
+                    )
+                )
         except DiskFullError as exc:
             self.stop(f"{exc.message}", exit_code=4)
             self._say("error", job_id, exc.message, level="error")
@@ -669,17 +699,24 @@ class Runner:
                 self.stop_reason = (
                     f"{len(unfinished)} jobs are not finished"
                     if unfinished
-                    else f"{len(self._edited_pending)} edited jobs finished an earlier task; re-run to apply the edits"
+                    else f"{len(self._edited_pending)} edited jobs finished an earlier task; "
+                    "re-run to apply the edits"
                 )
         elif failures:
             code = 1
         else:
             code = 0
         return RunResult(
-            exit_code=code, counts=counts, total=len(self.jobs), spent=total_cost(state),
-            wall_seconds=time.monotonic() - self.started, stop_reason=self.stop_reason,
-            failures=failures, out_dir=self.out_dir, submitted=self._submitted,
+            exit_code=code,
+            counts=counts,
+            total=len(self.jobs),
+            spent=total_cost(state),
+            wall_seconds=time.monotonic() - self.started,
+            stop_reason=self.stop_reason,
+            failures=failures,
+            out_dir=self.out_dir,
+            submitted=self._submitted,
             reconciled=self._reconciled,
             status_requests=self.tracker.detail_requests if self.tracker else 0,
             edited_pending=len(self._edited_pending),
-        )  # fmt: skip
+        )

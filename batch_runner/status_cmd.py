@@ -78,8 +78,10 @@ def _print_table(data: dict[str, Any]) -> None:
 
     console = Console(highlight=False)
     state = "a run is active now" + (f" (pid {data['active_pid']})" if data["active_pid"] else "")
-    console.print(f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
-                  f"{state if data['active'] else 'no run active'}")  # fmt: skip
+    console.print(
+        f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
+        f"{state if data['active'] else 'no run active'}"
+    )
     table = Table(show_header=True, header_style="bold")
     table.add_column("status")
     table.add_column("jobs", justify="right")
@@ -87,9 +89,11 @@ def _print_table(data: dict[str, Any]) -> None:
         if count:
             table.add_row(name, str(count))
     console.print(table)
-    console.print(f"spent ${data['spent_usd']:.2f}; runs: {data['runs']}; first started "
-                  f"{data['started_at'] or '-'}; last ended {data['last_run_ended_at'] or '-'} "
-                  f"(exit {data['last_exit_code'] if data['last_exit_code'] is not None else '-'})")  # fmt: skip
+    console.print(
+        f"spent ${data['spent_usd']:.2f}; runs: {data['runs']}; first started "
+        f"{data['started_at'] or '-'}; last ended {data['last_run_ended_at'] or '-'} "
+        f"(exit {data['last_exit_code'] if data['last_exit_code'] is not None else '-'})"
+    )
     if data["failures"]:
         fail = Table(show_header=True, header_style="bold", title="failed or cancelled")
         fail.add_column("job")
@@ -124,7 +128,10 @@ async def _cancel(args: argparse.Namespace) -> int:
                 stopped, failed = await _cancel_all(client, ledger.state, ledger)
         finally:
             await ledger.close()
-    print(f"cancelled {stopped} tasks in flight" + (f"; {failed} could not be stopped" if failed else ""))
+    print(
+        f"cancelled {stopped} tasks in flight"
+        + (f"; {failed} could not be stopped" if failed else "")
+    )
     return 0 if not failed else 1
 
 
@@ -143,9 +150,13 @@ async def _cancel_all(client: Any, state: LedgerState, ledger: Ledger) -> tuple[
                 await client.kill(taskid=record.taskid)
         except ApiError as exc:
             failed += 1
-            print(f"{record.job_id}: task {record.taskid} could not be stopped: {exc.message}",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{record.job_id}: task {record.taskid} could not be stopped: {exc.message}",
+                file=sys.stderr,
+            )
             continue
-        await ledger.record(JobCancelled(job=record.job_id, error="cancelled by the user (batch-runner cancel)"))
+        await ledger.record(
+            JobCancelled(job=record.job_id, error="cancelled by the user (batch-runner cancel)")
+        )
         stopped += 1
     return stopped, failed

@@ -23,14 +23,17 @@ def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None 
     parts = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing to do"
     lines = [
         f"{result.total} jobs: {parts}",
-        f"wall time {result.wall_seconds:.1f} s; spent ${result.spent:.2f} (as reported by the service)",
+        f"wall time {result.wall_seconds:.1f} s; "
+        f"spent ${result.spent:.2f} (as reported by the service)",
     ]
     if result.failures:
         lines.append(f"{len(result.failures)} failed or cancelled:")
         for job_id, reason in result.failures[:MAX_LISTED]:
             lines.append(f"  {job_id}: {reason}")
         if len(result.failures) > MAX_LISTED:
-            lines.append(f"  ... and {len(result.failures) - MAX_LISTED} more (batch-runner status)")
+            lines.append(
+                f"  ... and {len(result.failures) - MAX_LISTED} more (batch-runner status)"
+            )
     if result.stop_reason:
         lines.append(f"stopped early: {result.stop_reason}")
     lines.append(f"outputs: {result.out_dir}")
@@ -44,9 +47,11 @@ def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None 
 
 def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> None:
     """What ``run`` would do, from the manifest and the ledger; sends nothing, writes nothing."""
-    state = read_ledger(out_dir) if (out_dir / "ledger.json").exists() or (
-        out_dir / "journal.jsonl"
-    ).exists() else None
+    state = (
+        read_ledger(out_dir)
+        if (out_dir / "ledger.json").exists() or (out_dir / "journal.jsonl").exists()
+        else None
+    )
     from .state import LedgerState
 
     plan = plan_run(manifest.jobs, state or LedgerState(), retry_failed=retry_failed)
@@ -55,14 +60,19 @@ def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> N
     resumed = len(plan.track) + len(plan.reconcile) + len(plan.download)
     print(f"dry run of {manifest.path} into {out_dir} (nothing is sent)")
     print(f"  would submit:   {len(plan.submit)} jobs (estimated ${estimate:.2f})")
-    print(f"  would resume:   {resumed} jobs ({len(plan.track)} tracked by task id, "
-          f"{len(plan.reconcile)} reconciled, {len(plan.download)} to download)")  # fmt: skip
-    print(f"  would skip:     {len(plan.verify)} succeeded, {len(plan.skip)} failed earlier"
-          + ("" if retry_failed or not plan.skip else " (use --retry-failed to re-run them)"))  # fmt: skip
+    print(
+        f"  would resume:   {resumed} jobs ({len(plan.track)} tracked by task id, "
+        f"{len(plan.reconcile)} reconciled, {len(plan.download)} to download)"
+    )
+    print(
+        f"  would skip:     {len(plan.verify)} succeeded, {len(plan.skip)} failed earlier"
+        + ("" if retry_failed or not plan.skip else " (use --retry-failed to re-run them)")
+    )
     if plan.edited or plan.edited_in_flight:
         print(f"  edited since their last run: {len(plan.edited) + len(plan.edited_in_flight)}")
     for job_id in plan.submit[:10]:
         job = jobs[job_id]
-        print(f"    submit {job_id}: {job.inputs.get('quality', '')} {job.inputs.get('duration', '')}s")
+        quality, duration = job.inputs.get("quality", ""), job.inputs.get("duration", "")
+        print(f"    submit {job_id}: {quality} {duration}s")
     if len(plan.submit) > 10:
         print(f"    ... and {len(plan.submit) - 10} more")

@@ -70,8 +70,26 @@ def test_model_schema_covers_the_api_inputs() -> None:
 
 _VALUES = st.one_of(
     st.sampled_from(
-        ["5", "8", "540p", "1080p", "4k", "", " ", "anime", "false", "true", "False", "0",
-         "2147483647", "2147483648", "-1", "https://x/y.jpg", "castle.jpg", "ftp://x"]
+        [
+            "5",
+            "8",
+            "540p",
+            "1080p",
+            "4k",
+            "",
+            " ",
+            "anime",
+            "false",
+            "true",
+            "False",
+            "0",
+            "2147483647",
+            "2147483648",
+            "-1",
+            "https://x/y.jpg",
+            "castle.jpg",
+            "ftp://x",
+        ]
     ),
     st.text(max_size=12),
     st.integers(min_value=-3, max_value=2**31 + 3),

@@ -52,7 +52,7 @@ def test_valid_manifests_exit_0_with_one_line_each(workdir: Path) -> None:
     assert lines == [
         f"{demo}: 5 jobs, model PixVerse/image-to-video-v5, 540p/5s x5, estimated $2.25",
         "../manifests/good.yaml: 6 jobs, model PixVerse/image-to-video-v5, 540p/5s x2, "
-        "540p/8s x1, 1080p/5s x2, 1080p/8s x1, estimated $6.15",
+        "540p/8s x1, 1080p/5s x2, 1080p/8s x1, estimated $6.60",
     ]
 
 
