@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from typing import Any
 from .client import WiroClient
 from .errors import UsageError
 from .manifest import Manifest, load_manifest
+from .notify import notify, summary_payload
 from .options import (
     add_output_flags,
     duration_seconds,
@@ -28,6 +30,7 @@ from .options import (
     positive_int,
 )
 from .runner import Runner, RunOptions
+from .shard import check_layout, parse_shard, shard_from_env
 from .summary import print_dry_run, print_summary
 from .tracker import PollSchedule
 
@@ -119,6 +122,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--dry-run",
         action="store_true",
         help="validate and show what would be submitted, resumed and skipped; send nothing",
+    )
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="run only shard K of N (0 <= K < N) in DIR/shards/K-of-N/; without it, read from "
+        "AWS_BATCH_JOB_ARRAY_INDEX/SIZE, SLURM_ARRAY_TASK_ID/COUNT/MIN or JOB_COMPLETION_INDEX",
+    )
+    p.add_argument(
+        "--shard-count",
+        type=positive_int,
+        help="shard count for Kubernetes Indexed Jobs (also BATCH_RUNNER_SHARD_COUNT)",
+    )
+    p.add_argument(
+        "--notify-url",
+        help="POST a JSON summary of the run to this URL when it ends (webhook)",
     )
     add_output_flags(p)
     p.set_defaults(func=main)
@@ -222,12 +240,16 @@ async def _run(args: argparse.Namespace, manifest: Manifest, out_dir: Path) -> i
         for sig in signals:
             loop.remove_signal_handler(sig)
         reporter.close()
+    code = result.exit_code if result is not None else (interrupted or 130)
     if result is None:
         print(f"interrupted: re-run the same command to resume ({out_dir}).", file=sys.stderr)
-        return interrupted or 130
-    _write_gallery(out_dir, manifest)
-    print_summary(result, quiet=args.quiet)
-    return result.exit_code
+    else:
+        _write_gallery(out_dir, manifest)
+        print_summary(result, quiet=args.quiet)
+    if args.notify_url:
+        payload = summary_payload(result, exit_code=code, manifest=str(manifest.path))
+        await notify(args.notify_url, payload)
+    return code
 
 
 def _write_gallery(out_dir: Path, manifest: Manifest) -> None:
@@ -253,6 +275,11 @@ def event_loop_factory() -> Any:
 def main(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
     out_dir = output_dir_for(manifest, args.out)
+    shard = parse_shard(args.shard) if args.shard else shard_from_env(os.environ, args.shard_count)
+    check_layout(out_dir, shard)
+    if shard is not None:
+        manifest = dataclasses.replace(manifest, jobs=shard.select(manifest.jobs))
+        out_dir = shard.folder(out_dir)
     if args.sandbox and (args.api_base or args.socket_url):
         raise UsageError(
             "--sandbox runs against the built-in sandbox; drop --api-base/--socket-url."

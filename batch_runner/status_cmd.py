@@ -18,6 +18,7 @@ from .errors import ApiError, UsageError
 from .ledger import Ledger, read_ledger
 from .lock import RunLock, holder_info, is_locked
 from .records import QUEUED_STATUSES
+from .shard import existing_shards
 from .state import JobCancelled, JobStatus, LedgerState, counts_by_status, failures, total_cost
 
 
@@ -37,10 +38,12 @@ def _stamp(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
 
 
-def status_data(out_dir: Path) -> dict[str, Any]:
-    """Everything ``status`` shows, as plain JSON values."""
-    if not (out_dir / "ledger.json").exists() and not (out_dir / "journal.jsonl").exists():
-        raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
+def _has_ledger(folder: Path) -> bool:
+    return (folder / "ledger.json").exists() or (folder / "journal.jsonl").exists()
+
+
+def folder_data(out_dir: Path) -> dict[str, Any]:
+    """One ledger folder's figures, as plain JSON values."""
     state = read_ledger(out_dir)
     active = is_locked(out_dir)
     runs = state.runs
@@ -63,6 +66,50 @@ def status_data(out_dir: Path) -> dict[str, Any]:
     }
 
 
+def status_data(out_dir: Path) -> dict[str, Any]:
+    """Everything ``status`` shows; a sharded folder is merged, with one row per shard."""
+    shards = existing_shards(out_dir)
+    if not shards:
+        if not _has_ledger(out_dir):
+            raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
+        return folder_data(out_dir)
+    count = max(s.count for s in shards)
+    rows = []
+    for shard in shards:
+        folder = shard.folder(out_dir)
+        row = folder_data(folder) if _has_ledger(folder) else None
+        rows.append({"shard": shard.folder_name, "index": shard.index, "reported": row is not None,
+                     **(row or {"active": is_locked(folder)})})  # fmt: skip
+    present = {s.index for s in shards if s.count == count}
+    missing = [f"{i}-of-{count}" for i in range(count) if i not in present]
+    reported = [r for r in rows if r["reported"]]
+    merged_counts: dict[str, int] = {}
+    for row in reported:
+        for name, value in row["counts"].items():
+            merged_counts[name] = merged_counts.get(name, 0) + value
+    starts = [r["started_at"] for r in reported if r["started_at"]]
+    ends = [r["last_run_ended_at"] for r in reported if r["last_run_ended_at"]]
+    return {
+        "out_dir": str(out_dir),
+        "sharded": True,
+        "shard_count": count,
+        "shards": rows,
+        "shards_not_reported": missing + [r["shard"] for r in rows if not r["reported"]],
+        "shards_active": [r["shard"] for r in rows if r["active"]],
+        "active": any(r["active"] for r in rows),
+        "active_pid": None,
+        "jobs": sum(r["jobs"] for r in reported),
+        "counts": merged_counts,
+        "spent_usd": round(sum(r["spent_usd"] for r in reported), 6),
+        "started_at": min(starts) if starts else None,
+        "last_run_started_at": None,
+        "last_run_ended_at": max(ends) if ends else None,
+        "last_exit_code": None,
+        "runs": sum(r["runs"] for r in reported),
+        "failures": [{**f, "shard": r["shard"]} for r in reported for f in r["failures"]],
+    }
+
+
 def status_main(args: argparse.Namespace) -> int:
     data = status_data(args.out_dir)
     if args.json:
@@ -82,6 +129,8 @@ def _print_table(data: dict[str, Any]) -> None:
         f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
         f"{state if data['active'] else 'no run active'}"
     )
+    if data.get("sharded"):
+        _print_shards(console, data)
     table = Table(show_header=True, header_style="bold")
     table.add_column("status")
     table.add_column("jobs", justify="right")
@@ -104,6 +153,30 @@ def _print_table(data: dict[str, Any]) -> None:
         console.print(fail)
         if len(data["failures"]) > 50:
             console.print(f"... and {len(data['failures']) - 50} more (--json lists all)")
+
+
+def _print_shards(console: Any, data: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    table = Table(show_header=True, header_style="bold", title=f"{data['shard_count']} shards")
+    for name in ("shard", "jobs", "succeeded", "failed", "in progress", "active", "last exit"):
+        table.add_column(name)
+    for row in data["shards"]:
+        if not row["reported"]:
+            table.add_row(row["shard"], "-", "-", "-", "-", "yes" if row["active"] else "no", "-")
+            continue
+        counts = row["counts"]
+        busy = row["jobs"] - counts.get("succeeded", 0) - counts.get("failed", 0)
+        busy -= counts.get("cancelled", 0)
+        exit_code = row["last_exit_code"]
+        table.add_row(
+            row["shard"], str(row["jobs"]), str(counts.get("succeeded", 0)),
+            str(counts.get("failed", 0) + counts.get("cancelled", 0)), str(busy),
+            "yes" if row["active"] else "no", "-" if exit_code is None else str(exit_code),
+        )  # fmt: skip
+    console.print(table)
+    if data["shards_not_reported"]:
+        console.print("not reported yet: " + ", ".join(data["shards_not_reported"]))
 
 
 def cancel_main(args: argparse.Namespace) -> int:

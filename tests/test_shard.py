@@ -1,0 +1,121 @@
+"""Sharding: one manifest across N worker processes sharing one account and one folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from clihelp import cli_env, journal_events, kill, run_cli, start_cli, wait_until, write_manifest
+
+from batch_runner.errors import UsageError
+from batch_runner.sandbox import Sandbox, SandboxConfig
+from batch_runner.shard import Shard, check_layout, parse_shard, shard_from_env, shard_of
+
+
+def test_shard_of_is_stable_and_independent_of_order() -> None:
+    ids = [f"job-{i}" for i in range(1000)]
+    first = {i: shard_of(i, 7) for i in ids}
+    assert {i: shard_of(i, 7) for i in reversed(ids)} == first
+    # Adding jobs never moves existing ones.
+    assert all(shard_of(i, 7) == first[i] for i in ids)
+    sizes = [list(first.values()).count(k) for k in range(7)]
+    assert min(sizes) > 100  # roughly even
+
+
+def test_parse_shard_and_errors() -> None:
+    assert parse_shard("2/4") == Shard(2, 4)
+    for bad in ("4/4", "x/2", "1", "-1/3", "1/0"):
+        with pytest.raises(UsageError):
+            parse_shard(bad)
+
+
+def test_array_job_environments() -> None:
+    aws = {"AWS_BATCH_JOB_ARRAY_INDEX": "3", "AWS_BATCH_JOB_ARRAY_SIZE": "8"}
+    assert shard_from_env(aws) == Shard(3, 8, "AWS Batch array job")
+    slurm = {
+        "SLURM_ARRAY_TASK_ID": "5",
+        "SLURM_ARRAY_TASK_MIN": "1",
+        "SLURM_ARRAY_TASK_COUNT": "10",
+    }
+    assert shard_from_env(slurm) == Shard(4, 10, "Slurm job array")
+    assert shard_from_env({"JOB_COMPLETION_INDEX": "0"}, 3) == Shard(0, 3, "Kubernetes Indexed Job")
+    k8s = {"JOB_COMPLETION_INDEX": "2", "BATCH_RUNNER_SHARD_COUNT": "4"}
+    assert shard_from_env(k8s) == Shard(2, 4, "Kubernetes Indexed Job")
+    with pytest.raises(UsageError, match="shard count"):
+        shard_from_env({"JOB_COMPLETION_INDEX": "0"})
+    assert shard_from_env({}) is None
+
+
+def test_layout_refuses_mixed_shard_counts(tmp_path: Path) -> None:
+    (tmp_path / "shards" / "0-of-3").mkdir(parents=True)
+    check_layout(tmp_path, Shard(1, 3))
+    with pytest.raises(UsageError, match="3 shards"):
+        check_layout(tmp_path, Shard(0, 4))
+    with pytest.raises(UsageError, match="sharded run"):
+        check_layout(tmp_path, None)
+
+
+async def test_workers_share_account_and_folder(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 30)
+    out = tmp_path / "out"
+    config = SandboxConfig(queue_seconds=0.05, run_seconds=(0.2, 0.5), concurrency_limit=4)
+    async with Sandbox(config) as sb:
+        env = cli_env(sb)
+        procs = [
+            await start_cli(
+                "run",
+                str(manifest),
+                "--out",
+                str(out),
+                "--shard",
+                f"{k}/3",
+                "--concurrency",
+                "3",
+                env=env,
+            )
+            for k in range(3)
+        ]
+        codes = await asyncio.gather(*(asyncio.wait_for(p.wait(), 120) for p in procs))
+        assert codes == [0, 0, 0]
+        stats = sb.stats()
+        assert stats["tasks_created"] == 30
+        assert stats["duplicate_tasks"] == 0
+        assert stats["max_in_flight"] <= 4
+        seen: list[str] = []
+        for k in range(3):
+            ledger = json.loads((out / "shards" / f"{k}-of-3" / "ledger.json").read_text())
+            assert all(shard_of(j, 3) == k for j in ledger["jobs"])
+            seen.extend(ledger["jobs"])
+        assert sorted(seen) == [f"job-{i:04d}" for i in range(30)]
+        status = await run_cli("status", str(out), "--json", env=env)
+        data = json.loads(status.out)
+        assert data["shard_count"] == 3 and data["jobs"] == 30
+        assert data["counts"]["succeeded"] == 30
+        assert data["shards_not_reported"] == [] and data["shards_active"] == []
+        mixed = await run_cli("run", str(manifest), "--out", str(out), "--shard", "0/2", env=env)
+        assert mixed.code == 2 and "3 shards" in mixed.err
+
+
+async def test_killed_worker_resumes_its_shard_only(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 24)
+    out = tmp_path / "out"
+    shard_dir = out / "shards" / "1-of-2"
+    async with Sandbox(SandboxConfig(queue_seconds=0.1, run_seconds=(0.8, 1.2))) as sb:
+        env = cli_env(sb)
+        args = ("run", str(manifest), "--out", str(out), "--concurrency", "3")
+        worker = await start_cli(*args, env={**env, "SLURM_ARRAY_TASK_ID": "1",
+                                             "SLURM_ARRAY_TASK_COUNT": "2"})  # fmt: skip
+        await wait_until(lambda: journal_events(shard_dir, "submitted") >= 3, timeout=30)
+        kill(worker, signal.SIGKILL)
+        await worker.wait()
+        again = await run_cli(*args, "--shard", "1/2", env=env)
+        assert again.code == 0, again.err
+        ledger = json.loads((shard_dir / "ledger.json").read_text())
+        mine = [f"job-{i:04d}" for i in range(24) if shard_of(f"job-{i:04d}", 2) == 1]
+        assert sorted(ledger["jobs"]) == mine
+        assert sb.stats()["tasks_created"] == len(mine)
+        assert sb.stats()["duplicate_tasks"] == 0
+        assert not (out / "shards" / "0-of-2").exists()
