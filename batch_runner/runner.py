@@ -380,42 +380,53 @@ class Runner:
             estimate = estimate_job_cost(job.inputs) or 0.0
             if self._over_budget(estimate):
                 return False
-            inputs = await self._inputs_for(job)
-            if inputs is None:
-                return False
-            record = self._record_of(job_id)
-            if record.fingerprint != job.fingerprint:
-                # An edited job whose earlier task has settled: its new version starts now.
-                await self._ledger.record(JobRegistered(job=job_id, fingerprint=job.fingerprint))
-                self._edited_pending.discard(job_id)
-                record = self._record_of(job_id)
-            await self._ledger.record(
-                SubmitIntent(job=job_id, attempt=record.attempts + 1, fingerprint=job.fingerprint)
-            )
-            try:
-                result = await self.options.policy.call_run(
-                    functools.partial(self.client.run, self.manifest.model, inputs),
-                    on_retry=lambda e, n, d: self._say(
-                        "retry", job_id, f"/Run: {e} (retry {n} in {d:.1f} s)"
-                    ),
-                )
-            except ApiError as exc:
-                outcome = await self._after_run_error(job_id, exc)
-                if outcome == "again":
-                    continue
-                return outcome == "tracked"
-            await self._ledger.record(
-                Submitted(job=job_id, taskid=result.taskid, tasktoken=result.tasktoken or None)
-            )
-            self._owned.add(result.taskid)
-            self._submitted += 1
+            # Reserve the estimate before any await, so concurrent workers see it.
             self._committed_estimate += estimate
-            self._say(
-                "submitted", job_id, f"submitted as task {result.taskid}",
-                data={"taskid": result.taskid},
-            )  # fmt: skip
-            return True
+            outcome = "stop"
+            try:
+                outcome = await self._submit_once(job)
+            finally:
+                if outcome not in ("submitted", "tracked"):
+                    self._committed_estimate -= estimate
+            if outcome != "again":
+                return outcome != "stop"
         return False
+
+    async def _submit_once(self, job: Job) -> str:
+        """One /Run for ``job``: "submitted", "tracked" (found after an ambiguous /Run),
+        "again" (submit again) or "stop" (nothing in flight for it)."""
+        job_id = job.id
+        inputs = await self._inputs_for(job)
+        if inputs is None:
+            return "stop"
+        record = self._record_of(job_id)
+        if record.fingerprint != job.fingerprint:
+            # An edited job whose earlier task has settled: its new version starts now.
+            await self._ledger.record(JobRegistered(job=job_id, fingerprint=job.fingerprint))
+            self._edited_pending.discard(job_id)
+            record = self._record_of(job_id)
+        await self._ledger.record(
+            SubmitIntent(job=job_id, attempt=record.attempts + 1, fingerprint=job.fingerprint)
+        )
+        try:
+            result = await self.options.policy.call_run(
+                functools.partial(self.client.run, self.manifest.model, inputs),
+                on_retry=lambda e, n, d: self._say(
+                    "retry", job_id, f"/Run: {e} (retry {n} in {d:.1f} s)"
+                ),
+            )
+        except ApiError as exc:
+            return await self._after_run_error(job_id, exc)
+        await self._ledger.record(
+            Submitted(job=job_id, taskid=result.taskid, tasktoken=result.tasktoken or None)
+        )
+        self._owned.add(result.taskid)
+        self._submitted += 1
+        self._say(
+            "submitted", job_id, f"submitted as task {result.taskid}",
+            data={"taskid": result.taskid},
+        )  # fmt: skip
+        return "submitted"
 
     def _over_budget(self, estimate: float) -> bool:
         """True (and the run stops submitting) when --max-cost would be passed."""

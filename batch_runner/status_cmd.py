@@ -123,7 +123,7 @@ def _print_table(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
     state = "a run is active now" + (f" (pid {data['active_pid']})" if data["active_pid"] else "")
     console.print(
         f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
