@@ -10,11 +10,13 @@ Everything that comes from a person or the service (prompts, errors, names, path
 escaped; task tokens never reach the page. A Content-Security-Policy allows only the page's
 own script (by hash), so even a missed escape could not run code.
 
-Scale: 100,000 jobs are rendered as 100,000 small cards (prompts cut at
-:data:`PROMPT_CHARS`, ``content-visibility: auto`` so the browser lays out only what is on
-screen). Only the first :data:`EAGER_VIDEOS` outputs are ``<video>`` elements from the
-start; the rest are links that the script turns into videos as they scroll into view, so a
-big page neither creates 100,000 media players nor needs JS to reach a file.
+Scale: 100,000 jobs are rendered as 100,000 small cards (prompts cut to a per-page budget,
+``content-visibility: auto`` so the browser lays out only what is on screen). Only the first
+:data:`EAGER_CARDS` cards hold ``<img>`` and ``<video>`` elements from the start; later cards
+hold placeholders and plain links to the files, which the script upgrades as the card nears
+the screen. 100,000 media players, or even 100,000 lazy ``<img>`` elements, make Chromium
+take minutes to open the page; this way it takes seconds, and every file stays one click
+away without JS.
 """
 
 from __future__ import annotations
@@ -37,10 +39,12 @@ from .state import IN_FLIGHT, JobRecord, JobStatus, LedgerState, total_cost
 
 #: The gallery's file name inside the output folder (a reserved job id, see jobs.py).
 GALLERY_NAME = "index.html"
-#: Outputs that are ``<video preload="metadata">`` at once; later ones load when scrolled to.
-EAGER_VIDEOS = 50
-#: Prompt characters shown on a card (the schema allows 2,048): bounds the page size.
+#: Cards whose image and videos are in the HTML; later cards get them when scrolled to.
+EAGER_CARDS = 50
+#: Prompt characters shown on a card (the schema allows 2,048) ...
 PROMPT_CHARS = 400
+#: ... and in all cards together, so 100,000 jobs stay far below 100 MB (200 chars each).
+PROMPT_BUDGET = 20_000_000
 
 #: Filter groups in button order; every status not finished counts as "in progress".
 _GROUPS = (
@@ -79,7 +83,7 @@ background:#b45309;white-space:nowrap}
 [data-g=succeeded] .b{background:#15803d}[data-g=failed] .b{background:#b91c1c}
 [data-g=cancelled] .b{background:#6b7280}
 .r{display:flex;gap:10px;margin:8px 0 4px}
-.t{flex:none;width:72px;height:72px;object-fit:cover;border-radius:6px;background:var(--line)}
+.t{display:block;flex:none;width:72px;height:72px;object-fit:cover;border-radius:6px;background:var(--line)}
 .u{flex:none;width:72px;height:72px;overflow:hidden;padding:4px;border-radius:6px;
 background:var(--line);font-size:10px;line-height:1.3;color:var(--mute);overflow-wrap:anywhere}
 .p{margin:0;display:-webkit-box;-webkit-line-clamp:4;-webkit-box-orient:vertical;
@@ -116,11 +120,14 @@ if(e.target.classList.contains('p'))e.target.classList.toggle('x')});
 function mk(a){var v=document.createElement('video');v.controls=v.muted=v.loop=true;
 v.playsInline=true;v.preload='metadata';v.src=a.getAttribute('href');a.before(v);
 a.classList.remove('lv')}
-var lazy=document.querySelectorAll('a.lv');if(!lazy.length)return;
-if(!('IntersectionObserver' in window)){lazy.forEach(mk);return}
+function up(c){c.classList.remove('lz');c.querySelectorAll('i.t').forEach(function(i){
+var m=document.createElement('img');m.className='t';m.alt='input image';m.src=i.dataset.src;
+i.replaceWith(m)});c.querySelectorAll('a.lv').forEach(mk)}
+var lazy=document.querySelectorAll('.lz');if(!lazy.length)return;
+if(!('IntersectionObserver' in window)){lazy.forEach(up);return}
 var io=new IntersectionObserver(function(es){es.forEach(function(e){
-if(e.isIntersecting){io.unobserve(e.target);mk(e.target)}})},{rootMargin:'800px'});
-lazy.forEach(function(a){io.observe(a)})});
+if(e.isIntersecting){io.unobserve(e.target);up(e.target)}})},{rootMargin:'800px'});
+lazy.forEach(function(c){io.observe(c)})});
 """
 _JS_HASH = base64.b64encode(hashlib.sha256(_JS.encode()).digest()).decode()
 _CSP = (
@@ -195,7 +202,7 @@ def render_gallery(
         for g, label in _GROUPS
     ]
     parts.append("</nav></header><main>")
-    cards = _Cards(out_dir.resolve())
+    cards = _Cards(out_dir.resolve(), len(state.jobs))
     parts += [cards.card(record, jobs.get(record.job_id)) for record in _ordered(state, manifest)]
     if not total:
         parts.append('<p class="m">No jobs in the ledger yet.</p>')
@@ -230,25 +237,42 @@ def _href(path: str) -> str:
     return quote(path.replace(os.sep, "/"), safe="/")
 
 
-class _Cards:
-    """Renders cards; remembers how many videos are eager and where each image lives."""
+def _video(path: str, name: str, eager: bool) -> str:
+    """A video plus a link to its file; in a lazy card only the link, the script adds the
+    video."""
+    href = escape(Path(path).as_uri() if os.path.isabs(path) else _href(path))
+    link = f'href="{href}">{escape(name)}</a>'
+    if not eager:
+        return f'<a class="o lv" {link}'
+    return (
+        '<video controls muted loop playsinline preload="metadata" '
+        f'src="{href}"></video><a class="o" {link}'
+    )
 
-    def __init__(self, out_dir: Path) -> None:
+
+class _Cards:
+    """Renders cards; counts them (the first are eager) and remembers image paths."""
+
+    def __init__(self, out_dir: Path, total: int) -> None:
         self.out_dir = out_dir
-        self.eager = EAGER_VIDEOS
+        self.count = 0
+        self.prompt_chars = max(120, min(PROMPT_CHARS, PROMPT_BUDGET // max(total, 1)))
         self.images: dict[Path, str] = {}
 
     def card(self, record: JobRecord, job: Job | None) -> str:
-        group = _group(record.status)
+        eager = self.count < EAGER_CARDS
+        self.count += 1
+        lazy = "" if eager else " lz"
         html = [
-            f'<article class="card" data-g="{group}"><div class="h">'
+            f'<article class="card{lazy}" data-g="{_group(record.status)}"><div class="h">'
             f'<b>{escape(record.job_id)}</b><i class="b">{record.status.value}</i></div>'
         ]
         if job is not None:
             prompt = job.inputs.get("prompt", "")
-            if len(prompt) > PROMPT_CHARS:
-                prompt = prompt[: PROMPT_CHARS - 1] + "…"
-            html.append(f'<div class="r">{self.image(job)}<p class="p">{escape(prompt)}</p></div>')
+            if len(prompt) > self.prompt_chars:
+                prompt = prompt[: self.prompt_chars - 1] + "…"
+            image = self.image(job, eager)
+            html.append(f'<div class="r">{image}<p class="p">{escape(prompt)}</p></div>')
         meta = []
         if job is not None:
             if quality := job.inputs.get("quality"):
@@ -264,22 +288,11 @@ class _Cards:
         if record.error and record.status is not JobStatus.SUCCEEDED:
             html.append(f'<p class="e">{escape(record.error)}</p>')
         if record.status is JobStatus.SUCCEEDED:
-            html += [self.video(out.path, out.name) for out in record.outputs]
+            html += [_video(out.path, out.name, eager) for out in record.outputs]
         html.append("</article>")
         return "".join(html)
 
-    def video(self, path: str, name: str) -> str:
-        href = escape(Path(path).as_uri() if os.path.isabs(path) else _href(path))
-        link = f'href="{href}">{escape(name)}</a>'
-        if self.eager <= 0:
-            return f'<a class="o lv" {link}'
-        self.eager -= 1
-        return (
-            '<video controls muted loop playsinline preload="metadata" '
-            f'src="{href}"></video><a class="o" {link}'
-        )
-
-    def image(self, job: Job) -> str:
+    def image(self, job: Job, eager: bool) -> str:
         if job.image is not None:
             src = self.images.get(job.image)
             if src is None:
@@ -289,6 +302,8 @@ class _Cards:
             if not url.startswith(("http://", "https://")):
                 return '<span class="u">no input image</span>'
             src = escape(url)
+        if not eager:
+            return f'<i class="t" data-src="{src}"></i>'
         return f'<img class="t" src="{src}" alt="input image" loading="lazy">'
 
     def _local(self, image: Path) -> str:

@@ -41,6 +41,7 @@ _PREFIX = "tag:yaml.org,2002:"
 _STR = _PREFIX + "str"
 _SCALAR_TAGS = {_PREFIX + t for t in ("str", "int", "float", "bool", "null")}
 _ALLOWED_TAGS = _SCALAR_TAGS | {_PREFIX + "seq", _PREFIX + "map", "!"}
+_PLAIN = (None, "")  # a plain scalar's style: None from PyYAML, "" from libyaml
 
 _LoaderClass: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -113,10 +114,11 @@ class _Fatal(Exception):
 
 
 class _Frame:
-    __slots__ = ("anchor", "key", "key_line", "merges", "obj", "size")
+    __slots__ = ("anchor", "is_map", "key", "key_line", "merges", "obj", "size")
 
     def __init__(self, obj: YMap | YSeq, anchor: str | None) -> None:
         self.obj = obj
+        self.is_map = isinstance(obj, YMap)
         self.anchor = anchor
         self.size = 1
         self.key: str | None = None
@@ -169,20 +171,25 @@ class _Builder:
     # -- scalars -----------------------------------------------------------------------
 
     def scalar(self, event: ev.ScalarEvent) -> None:
-        line = _line(event)
+        """The hot path: 7 of 10 events are scalars, most of them plain keys and strings."""
         self.nodes += 1
-        top = self.stack[-1] if self.stack else None
-        if top is not None and isinstance(top.obj, YMap) and top.key is None:
-            self._set_key(top, event, line)
+        stack = self.stack
+        top = stack[-1] if stack else None
+        if top is not None and top.is_map and top.key is None:
+            self._set_key(top, event, _line(event))
             return
-        value = self._scalar_value(event, line)
-        self._register(event.anchor, value, 1)
-        self._attach(value, line, 1)
+        if event.tag is None and event.implicit[0] and event.style in _PLAIN:
+            value = _resolve_plain(event.value)
+        else:
+            value = self._scalar_value(event, _line(event))
+        if event.anchor is not None:
+            self.anchors[event.anchor] = (value, 1)
+        self._attach(value, _line(event), 1)
 
     def _scalar_value(self, event: ev.ScalarEvent, line: int) -> Any:
         tag = event.tag
         if tag is None or tag == "!":
-            if event.style in (None, "") and event.implicit[0]:
+            if event.style in _PLAIN and event.implicit[0]:
                 return _resolve_plain(event.value)
             return event.value
         self._check_tag(tag, line)
@@ -198,7 +205,7 @@ class _Builder:
         if event.tag not in (None, "!"):
             self._check_tag(event.tag, line)
         key = event.value
-        if key == "<<" and event.style in (None, "") and event.tag is None:
+        if key == "<<" and event.style in _PLAIN and event.tag is None:
             key = "<<"  # merge key; its value is merged at the end of the mapping
             frame.key_line = -line
         else:
@@ -229,7 +236,7 @@ class _Builder:
         if event.tag not in (None, "!"):
             self._check_tag(event.tag, line)
         top = self.stack[-1] if self.stack else None
-        if top is not None and isinstance(top.obj, YMap) and top.key is None:
+        if top is not None and top.is_map and top.key is None:
             raise _Fatal(line, "a mapping key must be a plain value, not a list or mapping")
         if len(self.stack) >= MAX_DEPTH:
             raise _Fatal(line, f"nesting deeper than {MAX_DEPTH} levels")
@@ -275,7 +282,7 @@ class _Builder:
         if size > self.biggest_alias[0]:
             self.biggest_alias = (size, name, line)
         top = self.stack[-1] if self.stack else None
-        if top is not None and isinstance(top.obj, YMap) and top.key is None:
+        if top is not None and top.is_map and top.key is None:
             if not isinstance(value, str):
                 raise _Fatal(line, f"alias '*{name}' used as a key must refer to a string")
             top.key, top.key_line = value, line
@@ -295,10 +302,12 @@ class _Builder:
         top = self.stack[-1]
         top.size += size
         obj = top.obj
-        if isinstance(obj, YSeq):
+        if not top.is_map:
+            assert isinstance(obj, YSeq)
             obj.append(value)
             obj.item_lines.append(line)
             return
+        assert isinstance(obj, YMap)
         key = top.key
         assert key is not None
         key_line = top.key_line
@@ -339,11 +348,17 @@ def _parse(text: str, builder: _Builder) -> None:
     loader = _LoaderClass(text)
     try:
         get_event = loader.get_event
+        scalar = builder.scalar
+        scalar_event, stream_end = ev.ScalarEvent, ev.StreamEndEvent
         while True:
             event = get_event()
-            if type(event) is ev.StreamEndEvent:
+            kind = type(event)
+            if kind is scalar_event:
+                scalar(event)
+            elif kind is stream_end:
                 break
-            _dispatch(builder, event)
+            else:
+                _dispatch(builder, event)
     finally:
         loader.dispose()
 

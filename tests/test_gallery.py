@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from batch_runner.gallery import EAGER_VIDEOS, GALLERY_NAME, render_gallery, write_gallery
+from batch_runner.gallery import EAGER_CARDS, GALLERY_NAME, render_gallery, write_gallery
 from batch_runner.jobs import Job
 from batch_runner.ledger import Ledger, read_ledger
 from batch_runner.manifest import Manifest, load_manifest
@@ -190,7 +190,7 @@ def _synthetic(n: int, manifest: Manifest) -> tuple[LedgerState, Manifest]:
     prompt = "Animate the castle with a slow drone orbit, birds, drifting clouds and light. " * 3
     for i in range(n):
         job_id = f"castle__seed-{i}__duration-5"
-        url = f"https://cdn.example.com/uploads/inputs/{i:06d}-castle.jpg"
+        url = f"https://127.0.0.1:9/cdn.example.com/uploads/inputs/{i:06d}-castle.jpg"
         inputs = {"prompt": prompt, "inputImageUrl": url, "quality": "720p", "duration": "5"}
         jobs.append(Job(job_id, i, inputs, None, "f" * 64, f"batch.yaml:{i}"))
         ok = i % 10 != 0
@@ -213,9 +213,10 @@ async def test_page_size_at_10000_jobs(tmp_path: Path) -> None:
     html = path.read_text(encoding="utf-8")
     size = path.stat().st_size
     print(f"\n10,000 jobs: {size:,} bytes ({size / 10_000:.0f} B/card) in {elapsed:.2f} s")
-    assert html.count('<article class="card"') == 10_000
-    assert html.count("<video ") == EAGER_VIDEOS  # the rest load when scrolled to
-    assert html.count('class="o lv"') == 9_000 - EAGER_VIDEOS
+    assert html.count('<article class="card') == 10_000
+    # only the first cards hold media elements, the rest get them when scrolled to
+    assert html.count("<video ") == 45 and html.count("<img ") == EAGER_CARDS
+    assert html.count('class="o lv"') == 9_000 - 45
     assert "secret-token" not in html
     assert size < 10 * 1024 * 1024 and elapsed < 5
 
@@ -412,7 +413,7 @@ async def test_gallery_in_headless_chromium(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(30)
 async def test_lazy_videos_appear_when_scrolled_to(tmp_path: Path) -> None:
-    """Beyond the first EAGER_VIDEOS outputs, links become videos once near the screen."""
+    """Beyond the first EAGER_CARDS outputs, links become videos once near the screen."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is not installed (Debian package 'chromium')")
     _, manifest, _ = await build_case(tmp_path)
@@ -423,7 +424,11 @@ async def test_lazy_videos_appear_when_scrolled_to(tmp_path: Path) -> None:
         await cdp.send("Page.navigate", url=page.as_uri())
         await cdp.wait_for("document.readyState === 'complete'")
         assert await cdp.js("document.querySelectorAll('.card').length") == 200
-        assert await cdp.js("document.querySelectorAll('video').length") == EAGER_VIDEOS
+        assert await cdp.js("document.querySelectorAll('video').length") == 45
+        assert await cdp.js("document.querySelectorAll('img, span.u').length") == EAGER_CARDS
         await cdp.js("document.querySelector('.card:last-child').scrollIntoView()")
-        await cdp.wait_for("document.querySelectorAll('video').length > 50")
-        assert await cdp.js("document.querySelector('.card:last-child video') !== null")
+        await cdp.wait_for("document.querySelector('.card:last-child video') !== null")
+        # its image came too (and, offline, fell back to showing its URL)
+        last = "document.querySelector('.card:last-child .r').firstChild"
+        assert await cdp.wait_for(f"{last}.tagName === 'IMG' || {last}.tagName === 'SPAN'")
+        assert await cdp.js("document.querySelectorAll('.card.lz').length") < 200 - EAGER_CARDS

@@ -1,0 +1,243 @@
+"""Ceiling: the runner's jobs/s against a minimal raw aiohttp loop, and uvloop vs asyncio.
+
+    python benchmarks/bench_ceiling.py [--jobs 5000] [--concurrency 128] [--no-asyncio]
+
+The raw loop is the physical limit of this machine for this protocol: per job the same
+requests the runner sends (a signed multipart ``/Run``, ``/Task/Detail`` until terminal,
+a GET of the output written to a file) from ``concurrency`` workers on one connection
+pool, with no ledger, no fsync, no hashing, no retries, no WebSocket. Sandbox: a separate
+process, near-instant tasks (``--run-seconds 0 --queue-seconds 0``), a fresh one for every
+measurement with the same seed, so every contender sees the same job set and service.
+
+Both contenders are timed as whole processes (start-up, reading the jobs, the loop, exit);
+jobs/s = jobs / process wall time. CPU s/job is the client process's user+system time.
+The runner is also run with ``BATCH_RUNNER_LOOP=asyncio`` to show what uvloop buys.
+
+``raw`` is the child mode the benchmark starts (it reads WIRO_* from the environment).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    PY,
+    Figure,
+    Report,
+    SandboxProcess,
+    banner,
+    check,
+    check_same_inputs,
+    cores,
+    count_files,
+    engine_wall,
+    measure,
+    rel,
+    runner_cmd,
+    show,
+    workdir,
+    write_jobs_jsonl,
+    write_manifest,
+)
+
+TERMINAL = frozenset({"task_postprocess_end", "task_cancel", "task_error", "task_error_full"})
+MODEL = "PixVerse/image-to-video-v5"
+
+
+# --- the raw loop (child process) ------------------------------------------------------------
+
+
+async def raw_loop(jobs_file: Path, out_dir: Path, concurrency: int, poll: float) -> dict:
+    import aiohttp
+
+    key = os.environ["WIRO_API_KEY"]
+    secret = os.environ.get("WIRO_API_SECRET") or None
+    base = os.environ["WIRO_API_BASE"].rstrip("/")
+    jobs = [json.loads(line) for line in jobs_file.read_text("utf-8").splitlines() if line]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last_nonce = 0
+
+    def headers() -> dict[str, str]:
+        nonlocal last_nonce
+        h = {"x-api-key": key}
+        if secret:
+            last_nonce = max(time.time_ns() // 1000, last_nonce + 1)
+            nonce = str(last_nonce)
+            h["x-nonce"] = nonce
+            h["x-signature"] = hmac.new(
+                key.encode(), (secret + nonce).encode(), hashlib.sha256
+            ).hexdigest()
+        return h
+
+    counts = {"run": 0, "detail": 0, "download": 0, "failed": 0}
+    connector = aiohttp.TCPConnector(limit=concurrency * 2, limit_per_host=concurrency * 2)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession(connector=connector) as session:
+        work = iter(jobs)
+
+        async def post(url: str, **kwargs: object) -> dict:
+            async with session.post(url, headers=headers(), **kwargs) as resp:  # type: ignore[arg-type]
+                body = await resp.json(content_type=None)
+                if resp.status != 200 or not body.get("result"):
+                    raise RuntimeError(f"{url}: HTTP {resp.status} {body}")
+                return body
+
+        async def worker() -> None:
+            for job in work:
+                form = aiohttp.MultipartWriter("form-data")
+                for name, value in job["inputs"].items():
+                    form.append(value).set_content_disposition("form-data", name=name)
+                run = await post(f"{base}/Run/{MODEL}", data=form)
+                counts["run"] += 1
+                while True:
+                    body = await post(f"{base}/Task/Detail", json={"taskid": run["taskid"]})
+                    counts["detail"] += 1
+                    task = body["tasklist"][0]
+                    if task["status"] in TERMINAL:
+                        break
+                    await asyncio.sleep(poll)
+                if task["status"] != "task_postprocess_end" or task.get("pexit") != "0":
+                    counts["failed"] += 1
+                    continue
+                for n, output in enumerate(task["outputs"]):
+                    async with session.get(output["url"]) as resp:
+                        data = await resp.read()
+                    name = f"{job['id']}.mp4" if n == 0 else f"{job['id']}-{n}.mp4"
+                    with open(out_dir / name, "wb") as fh:
+                        fh.write(data)
+                    counts["download"] += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return {"jobs": len(jobs), "loop_seconds": time.perf_counter() - started, **counts}
+
+
+def raw_main(args: argparse.Namespace) -> None:
+    coro = raw_loop(Path(args.jobs_file), Path(args.out), args.concurrency, args.poll)
+    if os.environ.get("BATCH_RUNNER_LOOP", "").lower() == "asyncio":
+        result = asyncio.run(coro)
+    else:
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            result = runner.run(coro)
+    print(json.dumps(result))
+
+
+# --- the benchmark ---------------------------------------------------------------------------
+
+
+def raw_cmd(jobs_file: Path, out: Path, concurrency: int) -> list[str]:
+    return [PY, str(Path(__file__)), "raw", "--jobs-file", str(jobs_file), "--out", str(out),
+            "--concurrency", str(concurrency)]  # fmt: skip
+
+
+def contender(
+    name: str, cmd: list[str], env_extra: dict[str, str], folder: Path, jobs: int
+) -> dict:
+    """One measurement against a fresh sandbox; returns figures for the table."""
+    with SandboxProcess(log=folder / f"sandbox-{name}.log") as sb:
+        env = sb.env(**env_extra)
+        banner(f"ceiling: {name}: {show(cmd, env)}")
+        m = measure(cmd, env=env, log=folder / f"{name}.log")
+        check(m, name)
+        stats = sb.stats()
+    out = Path(cmd[cmd.index("--out") + 1])
+    done = count_files(out)
+    if done != jobs:
+        raise RuntimeError(f"{name}: {done} of {jobs} outputs saved")
+    return {
+        "name": name, "command": show(cmd, env), "sandbox": sb.command, "jobs": jobs,
+        "wall": m.wall, "jobs_per_s": jobs / m.wall, "cpu": m.cpu, "cpu_per_job": m.cpu / jobs,
+        "rss_mb": m.rss_mb, "engine_wall": engine_wall(m), "sandbox_cpu": sb.cpu,
+        "requests": stats.get("requests", {}), "max_in_flight": stats.get("max_in_flight"),
+    }  # fmt: skip
+
+
+def run(jobs: int, concurrency: int, base: Path | None, with_asyncio: bool = True) -> Report:
+    report = Report()
+    here = rel(__file__)
+    self_cmd = f"python {here} --jobs {jobs} --concurrency {concurrency}"
+    with workdir(base, "ceiling") as folder:
+        manifest = write_manifest(folder / "ceiling.yaml", jobs, tag="ceiling")
+        jobs_file = write_jobs_jsonl(folder / "ceiling.jsonl", jobs, tag="ceiling")
+        check_same_inputs(manifest, jobs_file)
+        rows = {}
+        rows["raw"] = contender(
+            "raw", raw_cmd(jobs_file, folder / "raw-out", concurrency), {}, folder, jobs
+        )
+        rows["runner"] = contender(
+            "runner", runner_cmd(manifest, folder / "runner-out", concurrency), {}, folder, jobs
+        )
+        if with_asyncio:
+            rows["runner_asyncio"] = contender(
+                "runner_asyncio",
+                runner_cmd(manifest, folder / "runner-asyncio-out", concurrency),
+                {"BATCH_RUNNER_LOOP": "asyncio"},
+                folder,
+                jobs,
+            )
+    for row in rows.values():
+        report.commands += [row["sandbox"], row["command"]]
+    report.raw = rows
+    raw, runner = rows["raw"], rows["runner"]
+    ratio = runner["jobs_per_s"] / raw["jobs_per_s"]
+    note = f"{jobs} near-instant jobs, concurrency {concurrency}"
+    report.add(
+        Figure("ceiling", "raw aiohttp loop", raw["jobs_per_s"], "jobs/s", command=raw["command"],
+               note=f"{note}; {raw['cpu_per_job'] * 1000:.2f} ms CPU/job"),
+        Figure("ceiling", "runner (uvloop)", runner["jobs_per_s"], "jobs/s",
+               command=runner["command"],
+               note=f"{runner['cpu_per_job'] * 1000:.2f} ms CPU/job, "
+               f"peak RSS {runner['rss_mb']:.0f} MB, engine wall {runner['engine_wall']} s"),
+        Figure("ceiling", "runner / raw ceiling", ratio, "x", "≥ 0.7x", ratio >= 0.7,
+               command=self_cmd),
+    )  # fmt: skip
+    if "runner_asyncio" in rows:
+        slow = rows["runner_asyncio"]
+        gain = runner["jobs_per_s"] / slow["jobs_per_s"]
+        cpu_gain = slow["cpu_per_job"] / runner["cpu_per_job"]
+        report.add(
+            Figure("uvloop", "runner (asyncio loop)", slow["jobs_per_s"], "jobs/s",
+                   command=slow["command"],
+                   note=f"{slow['cpu_per_job'] * 1000:.2f} ms CPU/job"),
+            Figure("uvloop", "uvloop gain, jobs/s", gain, "x", command=self_cmd,
+                   note=f"CPU per job {cpu_gain:.2f}x lower with uvloop"),
+        )  # fmt: skip
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="mode")
+    raw = sub.add_parser("raw", help="child: the raw loop itself")
+    raw.add_argument("--jobs-file", required=True)
+    raw.add_argument("--out", required=True)
+    raw.add_argument("--concurrency", type=int, default=128)
+    raw.add_argument("--poll", type=float, default=0.05)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--no-asyncio", action="store_true", help="skip the asyncio-loop run")
+    parser.add_argument("--workdir", type=Path, help="keep the work files here")
+    args = parser.parse_args()
+    if args.mode == "raw":
+        raw_main(args)
+        return
+    report = run(args.jobs, args.concurrency, args.workdir, not args.no_asyncio)
+    print(f"cores: {cores()}")
+    for f in report.figures:
+        print(f"{f.name:28} {f.text():>14}  {f.note}")
+    print(json.dumps(report.raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()
