@@ -27,7 +27,13 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from .errors import DiskFullError, DownloadError, IntegrityError, UnsafeDownloadError
+from .errors import (
+    DiskFullError,
+    DownloadError,
+    IntegrityError,
+    OutputGoneError,
+    UnsafeDownloadError,
+)
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -345,6 +351,10 @@ class _Download:
                 ):
                     await self.call(self._restart)  # not the range we asked for: from zero
                     continue
+                if resp.status in (403, 404, 410):
+                    raise OutputGoneError(
+                        f"{self.rel}: HTTP {resp.status}: the service no longer serves this output"
+                    )
                 if resp.status not in (200, 206):
                     raise DownloadError(f"{self.rel}: HTTP {resp.status} {resp.reason}")
                 if resp.status == 200 and have:

@@ -11,6 +11,7 @@ tells the caller what to do next, and carries the process exit code the CLI uses
     ├── LedgerError                     exit 1   the ledger or journal cannot be read or written
     ├── DownloadError                   exit 1   an output could not be fetched safely
     │   ├── UnsafeDownloadError                  scheme, redirect or name refused
+    │   ├── OutputGoneError                      the URL no longer serves the file (403/404/410)
     │   ├── IntegrityError                       size or hash mismatch, truncated body
     │   └── DiskFullError                        no space left while writing
     └── ApiError                        exit 1   the service said no, or could not be reached
@@ -107,6 +108,12 @@ class DownloadError(BatchRunnerError):
 
 class UnsafeDownloadError(DownloadError):
     """The URL, a redirect or the file name was refused for safety."""
+
+    retryable = False
+
+
+class OutputGoneError(DownloadError):
+    """The output URL answers 403, 404 or 410: the service no longer serves the file."""
 
     retryable = False
 

@@ -42,6 +42,7 @@ from .errors import (
     InsufficientBalanceError,
     InvalidInputError,
     NotFoundError,
+    OutputGoneError,
     UnsafeDownloadError,
 )
 from .feed import TaskFeed
@@ -62,7 +63,9 @@ from .state import (
     JobFailed,
     JobRecord,
     JobRegistered,
+    JobReset,
     JobStatus,
+    JobSucceeded,
     OutputLost,
     OutputSaved,
     Reconciled,
@@ -150,6 +153,8 @@ class Runner:
         self._submitted = 0
         self._reconciled = 0
         self._edited_pending: set[str] = set()
+        #: jobs whose outputs vanished from the service: submitted again after this round
+        self._resubmit: list[str] = []
         self.ledger: Ledger | None = None
         self._uploader_obj: Uploader | None = None
         #: set by the CLI's signal handler before it cancels the run (130 or 143)
@@ -263,8 +268,10 @@ class Runner:
             await self._verify_succeeded(plan.verify)
             if plan.reconcile:
                 await self._reconcile_at_start(plan)
-            work = self._work_items(plan)
-            await self._execute(work, plan)
+            await self._execute(self._work_items(plan), plan)
+            while self._resubmit and self.stop_reason is None:
+                again, self._resubmit = self._resubmit, []
+                await self._execute(iter([("submit", j) for j in again]), Plan())
         finally:
             if self.feed is not None:
                 await self.feed.close()
@@ -634,6 +641,9 @@ class Runner:
                         sha256=result.sha256,
                     )
                 )
+        except OutputGoneError as exc:
+            await self._output_gone(job_id, exc)
+            return
         except DiskFullError as exc:
             self.stop(f"{exc.message}", exit_code=4)
             self._say("error", job_id, exc.message, level="error")
@@ -646,10 +656,19 @@ class Runner:
             self.stop(f"downloads keep failing ({exc.message}); re-run to resume them")
             self._say("error", job_id, exc.message, level="error")
             return
-        from .state import JobSucceeded
-
         await self._ledger.record(JobSucceeded(job=job_id))
         self._say("succeeded", job_id, f"saved {', '.join(paths)}")
+
+    async def _output_gone(self, job_id: str, exc: OutputGoneError) -> None:
+        """The service no longer serves an output: only a new task can bring the video back."""
+        if job_id in self.jobs and self.stop_reason is None:
+            reason = f"{exc.message}; submitting the job again"
+            await self._ledger.record(JobReset(job=job_id, reason=reason))
+            self._resubmit.append(job_id)
+            self._say("warning", job_id, reason, level="warning")
+        else:
+            await self._ledger.record(JobFailed(job=job_id, error=exc.message))
+            self._say("failed", job_id, exc.message, level="error")
 
     async def _fetch(self, out: RemoteOutput, rel: str) -> download.DownloadResult:
         """One output, retried (resuming with Range) while the error says it may help."""

@@ -267,3 +267,38 @@ async def test_max_attempts_resubmits_failed_tasks(tmp_path: Path, attempts: int
             assert rec["attempts"] <= attempts
             assert len(rec["history"]) == rec["attempts"] - 1
         assert sb.stats()["tasks_created"] > 6
+
+
+async def test_damaged_output_is_fetched_again_not_resubmitted(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 3)
+    out = tmp_path / "out"
+    async with Sandbox(FAST) as sb:
+        env = cli_env(sb)
+        assert (await run_cli("run", str(manifest), "--out", str(out), env=env)).code == 0
+        (out / "job-0000.mp4").write_bytes(b"not a video any more")
+        (out / "job-0002.mp4").unlink()
+        done = await run_cli("run", str(manifest), "--out", str(out), env=env)
+        assert done.code == 0, done.err
+        assert "fetching it again" in done.err
+        assert sb.stats()["tasks_created"] == 3
+        assert check_outputs_match_service(out, sb) == 3
+
+
+async def test_output_no_longer_served_resubmits_the_job(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 2)
+    out = tmp_path / "out"
+    async with Sandbox(FAST) as sb:
+        env = cli_env(sb)
+        assert (await run_cli("run", str(manifest), "--out", str(out), env=env)).code == 0
+        (out / "job-0001.mp4").unlink()
+        ledger = load_ledger(out)
+        remote = ledger["jobs"]["job-0001"]["remote_outputs"][0]
+        remote["url"] = remote["url"].rsplit("/cdn/", 1)[0] + "/cdn/expired/0.mp4"
+        (out / "ledger.json").write_text(json.dumps(ledger), "utf-8")
+        done = await run_cli("run", str(manifest), "--out", str(out), env=env)
+        assert done.code == 0, done.err
+        assert "no longer serves" in done.err
+        assert sb.stats()["tasks_created"] == 3
+        ledger = assert_ledger_valid(out)
+        assert len(ledger["jobs"]["job-0001"]["history"]) == 1
+        assert check_outputs_match_service(out, sb) == 2
