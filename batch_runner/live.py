@@ -24,7 +24,8 @@ from .progress import RunEvent
 _DONE = ("succeeded", "failed", "cancelled")
 #: Shown in this order; the ledger's statuses grouped as a person thinks of them.
 _GROUPS = (
-    ("queued", ("pending", "submitting", "unknown", "queued")),
+    ("waiting", ("pending",)),
+    ("queued", ("submitting", "unknown", "queued")),
     ("running", ("running",)),
     ("downloading", ("downloading",)),
     ("done", ("succeeded",)),

@@ -195,6 +195,12 @@ class Runner:
             counts_by_status(state), total=len(state.jobs), spent=total_cost(state)
         )
 
+    async def _ticker(self, every: float = 0.5) -> None:
+        """Refresh the counts on a steady beat; reporters decide how often to show them."""
+        while True:
+            await asyncio.sleep(every)
+            self._tick()
+
     def stop(self, reason: str, exit_code: int = 4) -> None:
         """Stop submitting new tasks; what is in flight is still followed."""
         if self.stop_reason is None:
@@ -264,6 +270,8 @@ class Runner:
         )
         if self.feed is not None:
             self.feed.start()
+        self._tick()
+        ticker = asyncio.create_task(self._ticker(), name="progress-ticker")
         try:
             await self._verify_succeeded(plan.verify)
             if plan.reconcile:
@@ -273,8 +281,10 @@ class Runner:
                 again, self._resubmit = self._resubmit, []
                 await self._execute(iter([("submit", j) for j in again]), Plan())
         finally:
+            ticker.cancel()
             if self.feed is not None:
                 await self.feed.close()
+        self._tick()
         return self._result()
 
     async def _apply_plan(self, plan: Plan) -> None:
