@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import WiroClient
-from .errors import UsageError
+from .errors import BatchRunnerError, UsageError
 from .manifest import Manifest, load_manifest
 from .notify import notify, summary_payload
 from .options import (
@@ -30,7 +30,8 @@ from .options import (
     positive_int,
 )
 from .runner import Runner, RunOptions
-from .shard import check_layout, parse_shard, shard_from_env
+from .shard import check_layout, merged_state, parse_shard, shard_from_env
+from .state import LedgerState
 from .summary import print_dry_run, print_summary
 from .tracker import PollSchedule
 
@@ -200,7 +201,9 @@ async def open_client(args: argparse.Namespace, concurrency: int) -> AsyncIterat
         yield client
 
 
-async def _run(args: argparse.Namespace, manifest: Manifest, out_dir: Path) -> int:
+async def _run(
+    args: argparse.Namespace, manifest: Manifest, out_dir: Path, whole: Manifest | None
+) -> int:
     options = options_from_args(args, manifest, out_dir)
     reporter = make_reporter(args)
     loop = asyncio.get_running_loop()
@@ -244,7 +247,9 @@ async def _run(args: argparse.Namespace, manifest: Manifest, out_dir: Path) -> i
     if result is None:
         print(f"interrupted: re-run the same command to resume ({out_dir}).", file=sys.stderr)
     else:
-        _write_gallery(out_dir, manifest)
+        runner = runner_box["runner"]
+        state = runner.ledger.state if runner.ledger is not None else None
+        _write_gallery(out_dir, manifest, state, whole)
         print_summary(result, quiet=args.quiet)
     if args.notify_url:
         payload = summary_payload(result, exit_code=code, manifest=str(manifest.path))
@@ -252,13 +257,20 @@ async def _run(args: argparse.Namespace, manifest: Manifest, out_dir: Path) -> i
     return code
 
 
-def _write_gallery(out_dir: Path, manifest: Manifest) -> None:
-    try:
-        from .gallery import write_gallery
-    except ImportError:  # pragma: no cover - the gallery is optional
-        return
-    with contextlib.suppress(OSError):
-        write_gallery(out_dir, manifest)
+def _write_gallery(
+    out_dir: Path, manifest: Manifest, state: LedgerState | None, whole: Manifest | None
+) -> None:
+    """The folder's gallery; for a shard, also the folder-wide one merging every shard.
+
+    The gallery is a convenience: a failure to write it never changes the run's outcome.
+    """
+    from .gallery import write_gallery
+
+    with contextlib.suppress(OSError, BatchRunnerError):
+        write_gallery(out_dir, manifest, state=state)
+        if whole is not None:
+            base = out_dir.parent.parent
+            write_gallery(base, whole, state=merged_state(base))
 
 
 def event_loop_factory() -> Any:
@@ -277,6 +289,7 @@ def main(args: argparse.Namespace) -> int:
     out_dir = output_dir_for(manifest, args.out)
     shard = parse_shard(args.shard) if args.shard else shard_from_env(os.environ, args.shard_count)
     check_layout(out_dir, shard)
+    whole = manifest if shard is not None else None
     if shard is not None:
         manifest = dataclasses.replace(manifest, jobs=shard.select(manifest.jobs))
         out_dir = shard.folder(out_dir)
@@ -288,4 +301,4 @@ def main(args: argparse.Namespace) -> int:
         print_dry_run(manifest, out_dir, retry_failed=args.retry_failed)
         return 0
     with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_run(args, manifest, out_dir))
+        return runner.run(_run(args, manifest, out_dir, whole))

@@ -12,11 +12,13 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import UsageError
 from .jobs import Job
+from .ledger import read_ledger
+from .state import LedgerState
 
 SHARDS_DIR = "shards"
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
@@ -146,3 +148,21 @@ def check_layout(out_dir: Path, shard: Shard | None) -> None:
             f"{out_dir} is already split into {other[0]} shards, not {shard.count}: "
             "use the same shard count for every worker, or another output folder."
         )
+
+
+def merged_state(out_dir: Path) -> LedgerState:
+    """Every shard's ledger as one state, output paths made relative to ``out_dir``
+    (for the folder-wide gallery)."""
+    merged = LedgerState()
+    for shard in existing_shards(out_dir):
+        folder = shard.folder(out_dir)
+        if not (folder / "ledger.json").exists() and not (folder / "journal.jsonl").exists():
+            continue
+        state = read_ledger(folder)
+        prefix = f"{SHARDS_DIR}/{shard.folder_name}/"
+        for job_id, record in state.jobs.items():
+            outputs = tuple(replace(o, path=prefix + o.path) for o in record.outputs)
+            merged.jobs[job_id] = replace(record, outputs=outputs)
+        merged.runs.extend(state.runs)
+    merged.recount()
+    return merged

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from batch_runner import gallery
 from batch_runner.gallery import EAGER_CARDS, GALLERY_NAME, render_gallery, write_gallery
 from batch_runner.jobs import Job
 from batch_runner.ledger import Ledger, read_ledger
@@ -54,6 +55,8 @@ HOSTILE = "<script>alert(1)</script>"
 BAD_ERROR = '<img src=x onerror="alert(2)"> the model refused'
 # an http(s) URL that fails at once offline (nothing listens on port 9)
 DEAD_URL = "https://127.0.0.1:9/castle.jpg"
+OUT2 = "ok-local #1 <&>.mp4"
+OUT2_HREF = "ok-local%20%231%20%3C%26%3E.mp4"
 
 MANIFEST = f"""\
 model: PixVerse/image-to-video-v5
@@ -122,13 +125,14 @@ async def build_case(root: Path) -> tuple[Path, Manifest, list[str]]:
             fingerprint = jobs[job_id].fingerprint
             await ledger.record(SubmitIntent(job=job_id, attempt=1, fingerprint=fingerprint))
             await ledger.record(Submitted(job=job_id, taskid=f"T{i}", tasktoken=tokens[i]))
-        for i, job_id in enumerate(["ok-url", "ok-local"]):
-            remote = RemoteOutput(name=f"{job_id}.mp4", url=f"https://cdn.example/{i}.mp4")
+        # the service names outputs "0.mp4"; the second file name needs URL quoting
+        for i, (job_id, file) in enumerate([("ok-url", "ok-url.mp4"), ("ok-local", OUT2)]):
+            remote = RemoteOutput(name="0.mp4", url=f"https://cdn.example/{i}/0.mp4")
             await ledger.record(TaskDone(job=job_id, outputs=(remote,), cost=0.3, taskid=f"T{i}"))
-            shutil.copyfile(SAMPLE, out / f"{job_id}.mp4")
+            shutil.copyfile(SAMPLE, out / file)
             data = SAMPLE.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
-            saved = OutputSaved(job=job_id, name=remote.name, path=remote.name, size=len(data),
+            saved = OutputSaved(job=job_id, name=remote.name, path=file, size=len(data),
                                 sha256=digest)  # fmt: skip
             await ledger.record(saved)
             await ledger.record(JobSucceeded(job=job_id))
@@ -166,6 +170,7 @@ async def test_page_escapes_user_text_and_holds_no_tokens(tmp_path: Path) -> Non
     ]  # fmt: skip
     assert html.count('<video controls muted loop playsinline preload="metadata"') == 2
     assert 'src="ok-url.mp4"' in html and 'src="../images/cat.png"' in html
+    assert f'src="{OUT2_HREF}"' in html and ">ok-local #1 &lt;&amp;&gt;.mp4</a>" in html
     assert f'src="{DEAD_URL}"' in html
     assert "720p · 5 s · $0.30" in html and "540p · 8 s · $0.30" in html
     assert "service: task_start" in html
@@ -179,7 +184,7 @@ async def test_page_without_manifest_shows_the_ledger(tmp_path: Path) -> None:
     out, _, tokens = await build_case(tmp_path)
     html = write_gallery(out).read_text(encoding="utf-8")
     assert html.count('<article class="card"') == 6
-    assert "&lt;img src=x" in html and 'src="ok-local.mp4"' in html
+    assert "&lt;img src=x" in html and f'src="{OUT2_HREF}"' in html
     assert '<p class="p">' not in html  # no prompts: the ledger does not hold them
     assert not any(t in html for t in tokens)
 
@@ -217,6 +222,7 @@ async def test_page_size_at_10000_jobs(tmp_path: Path) -> None:
     # only the first cards hold media elements, the rest get them when scrolled to
     assert html.count("<video ") == 45 and html.count("<img ") == EAGER_CARDS
     assert html.count('class="o lv"') == 9_000 - 45
+    assert html.count("<template>") == 9  # 1,000 live cards, the rest inert until scrolled to
     assert "secret-token" not in html
     assert size < 10 * 1024 * 1024 and elapsed < 5
 
@@ -378,7 +384,7 @@ async def test_gallery_in_headless_chromium(tmp_path: Path) -> None:
         assert await cdp.js("document.querySelectorAll('.card').length") == jobs == 6
         videos = await cdp.js(PLAY_ALL)
         print("\nvideos in chromium:", json.dumps(videos))
-        assert [v["src"] for v in videos] == ["ok-url.mp4", "ok-local.mp4"]
+        assert [v["src"] for v in videos] == ["ok-url.mp4", OUT2_HREF]
         for v in videos:
             assert v["error"] is None, f"chromium cannot play {v['src']} (MediaError {v['error']})"
             assert v["ready"] >= 1 and v["width"] == 320 and abs(v["duration"] - 2) < 0.1
@@ -412,10 +418,13 @@ async def test_gallery_in_headless_chromium(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(30)
-async def test_lazy_videos_appear_when_scrolled_to(tmp_path: Path) -> None:
-    """Beyond the first EAGER_CARDS outputs, links become videos once near the screen."""
+async def test_lazy_cards_and_videos_appear_when_scrolled_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Template chunks join the page and lazy cards get their media as the reader scrolls."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.skip(f"{CHROMIUM} is not installed (Debian package 'chromium')")
+    monkeypatch.setattr(gallery, "CHUNK_CARDS", 60)  # 60 live cards, then chunks of 60
     _, manifest, _ = await build_case(tmp_path)
     state, big = _synthetic(200, manifest)
     page = write_gallery(tmp_path / "out", big, state=state)
@@ -423,11 +432,13 @@ async def test_lazy_videos_appear_when_scrolled_to(tmp_path: Path) -> None:
         await cdp.send("Page.enable")
         await cdp.send("Page.navigate", url=page.as_uri())
         await cdp.wait_for("document.readyState === 'complete'")
-        assert await cdp.js("document.querySelectorAll('.card').length") == 200
+        assert await cdp.js("document.querySelectorAll('template').length") >= 1
         assert await cdp.js("document.querySelectorAll('video').length") == 45
         assert await cdp.js("document.querySelectorAll('img, span.u').length") == EAGER_CARDS
-        await cdp.js("document.querySelector('.card:last-child').scrollIntoView()")
-        await cdp.wait_for("document.querySelector('.card:last-child video') !== null")
+        scroll = "document.querySelector('.card:last-child').scrollIntoView(), "
+        await cdp.wait_for(scroll + "document.querySelectorAll('main .card').length === 200")
+        assert await cdp.js("document.getElementById('more')") is None
+        await cdp.wait_for(scroll + "document.querySelector('.card:last-child video') !== null")
         # its image came too (and, offline, fell back to showing its URL)
         last = "document.querySelector('.card:last-child .r').firstChild"
         assert await cdp.wait_for(f"{last}.tagName === 'IMG' || {last}.tagName === 'SPAN'")

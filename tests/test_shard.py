@@ -90,6 +90,9 @@ async def test_workers_share_account_and_folder(tmp_path: Path) -> None:
             assert all(shard_of(j, 3) == k for j in ledger["jobs"])
             seen.extend(ledger["jobs"])
         assert sorted(seen) == [f"job-{i:04d}" for i in range(30)]
+        page = (out / "index.html").read_text("utf-8")
+        assert all(f"job-{i:04d}" in page for i in range(30))
+        assert "shards/0-of-3/" in page
         status = await run_cli("status", str(out), "--json", env=env)
         data = json.loads(status.out)
         assert data["shard_count"] == 3 and data["jobs"] == 30
