@@ -602,13 +602,17 @@ class LedgerState:
     seq: int = 0
     updated_at: float | None = None
     counts: dict[JobStatus, int] = field(default_factory=lambda: dict.fromkeys(JobStatus, 0))
+    #: the sum of every job's ``cost``, kept in step with ``jobs`` (O(1) to read)
+    cost: float = 0.0
     skipped: int = 0
 
     def recount(self) -> None:
         """Rebuild ``counts`` from ``jobs`` (after loading a snapshot)."""
         self.counts = dict.fromkeys(JobStatus, 0)
+        self.cost = 0.0
         for record in self.jobs.values():
             self.counts[record.status] += 1
+            self.cost += record.cost or 0.0
 
 
 def apply_event(state: LedgerState, event: Event) -> None:
@@ -621,7 +625,9 @@ def apply_event(state: LedgerState, event: Event) -> None:
             state.jobs[event.job] = new
             if old is not None:
                 state.counts[old.status] -= 1
+                state.cost -= old.cost or 0.0
             state.counts[new.status] += 1
+            state.cost += new.cost or 0.0
     elif isinstance(event, UploadDone):
         state.uploads[event.sha256] = event.url
     elif isinstance(event, RunStarted):
@@ -645,8 +651,9 @@ def counts_by_status(state: LedgerState) -> dict[str, int]:
 
 
 def total_cost(state: LedgerState) -> float:
-    """What every task of every job has cost so far, as the service reported it."""
-    return sum(r.cost for r in state.jobs.values() if r.cost is not None)
+    """What every task of every job has cost so far, as the service reported it (O(1):
+    kept up to date as events apply; rounded to absorb float drift)."""
+    return max(0.0, round(state.cost, 9))
 
 
 def failures(state: LedgerState) -> list[JobRecord]:

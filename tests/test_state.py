@@ -305,6 +305,7 @@ def test_only_resets_leave_a_terminal_status(events: list[JobEvent]) -> None:
     assert sum(state.counts.values()) == len(state.jobs)
     for status, count in state.counts.items():
         assert count == sum(1 for r in state.jobs.values() if r.status is status)
+    assert state.cost == pytest.approx(sum(r.cost or 0.0 for r in state.jobs.values()), abs=1e-9)
 
 
 @settings(max_examples=200)
