@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import ProtocolError
+from .errors import ProtocolError, redact
 
 
 class TaskStatus(StrEnum):
@@ -175,8 +175,9 @@ class Task:
         )
 
     def failure_reason(self) -> str:
-        """A readable reason for a terminal task that did not succeed."""
-        detail = (self.debugerror or "").strip()
+        """A readable reason for a terminal task that did not succeed (it goes into the ledger
+        and the logs, so any credential the service quoted back is redacted)."""
+        detail = redact((self.debugerror or "").strip())
         if self.status == TaskStatus.CANCEL:
             return f"cancelled on the service{': ' + detail if detail else ''}"
         if self.status == TaskStatus.ERROR:

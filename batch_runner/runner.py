@@ -40,6 +40,7 @@ from .errors import (
     DiskFullError,
     DownloadError,
     InsufficientBalanceError,
+    IntegrityError,
     InvalidInputError,
     NotFoundError,
     OutputGoneError,
@@ -155,6 +156,9 @@ class Runner:
         self._edited_pending: set[str] = set()
         #: jobs whose outputs vanished from the service: submitted again after this round
         self._resubmit: list[str] = []
+        #: jobs already submitted again in this run because an output vanished (at most once:
+        #: a service that never serves a new task's output must not be paid again and again)
+        self._gone: set[str] = set()
         self.ledger: Ledger | None = None
         self._uploader_obj: Uploader | None = None
         #: set by the CLI's signal handler before it cancels the run (130 or 143)
@@ -583,15 +587,30 @@ class Runner:
 
     async def _time_out(self, job_id: str, taskid: str) -> Task | None:
         limit = self.options.task_timeout or 0.0
-        reason = f"task {taskid} ran longer than --task-timeout {limit:.0f} s; it was stopped"
+        reason = f"task {taskid} ran longer than --task-timeout {limit:.0f} s"
+        assert self.tracker is not None
+        unreadable = self.tracker.last_errors.pop(taskid, None)
+        why = f" (its status could not be read: {unreadable})" if unreadable else ""
         try:
             task = await self.options.policy.call(lambda: self.client.kill(taskid=taskid))
         except ApiError:
             try:
                 task = await self.options.policy.call(lambda: self.client.cancel(taskid))
             except ApiError as exc:
-                reason += f" (stopping it failed: {exc.message})"
-                task = None
+                # Neither Kill nor Cancel applies to a task that has just finished: look once
+                # more, so that a video finished (and paid for) at the deadline is kept.
+                with contextlib.suppress(ApiError):
+                    found = await self.options.policy.call(
+                        lambda: self.client.detail(taskid=taskid)
+                    )
+                    if found.is_terminal:
+                        return found
+                # Still running and unstoppable: never record it as over (it may yet be paid
+                # for); the job keeps its task id and the next run tries again.
+                reason += f"{why}; stopping it failed ({exc.message}); the next run retries"
+                self._say("error", job_id, reason, level="error")
+                return None
+        reason += f"; it was stopped{why}"
         if task is not None and task.succeeded:
             return task
         await self._ledger.record(JobCancelled(job=job_id, error=reason))
@@ -662,6 +681,11 @@ class Runner:
             await self._ledger.record(JobFailed(job=job_id, error=f"output refused: {exc.message}"))
             self._say("failed", job_id, f"output refused: {exc.message}", level="error")
             return
+        except IntegrityError as exc:
+            # This one file keeps arriving wrong (longer or shorter than declared, cut short):
+            # the paid task is kept for the next run, and the other jobs go on meanwhile.
+            self._say("error", job_id, f"{exc.message}; re-run to fetch it again", level="error")
+            return
         except (DownloadError, ApiError) as exc:
             self.stop(f"downloads keep failing ({exc.message}); re-run to resume them")
             self._say("error", job_id, exc.message, level="error")
@@ -671,14 +695,18 @@ class Runner:
 
     async def _output_gone(self, job_id: str, exc: OutputGoneError) -> None:
         """The service no longer serves an output: only a new task can bring the video back."""
-        if job_id in self.jobs and self.stop_reason is None:
+        if job_id in self.jobs and self.stop_reason is None and job_id not in self._gone:
             reason = f"{exc.message}; submitting the job again"
+            self._gone.add(job_id)
             await self._ledger.record(JobReset(job=job_id, reason=reason))
             self._resubmit.append(job_id)
             self._say("warning", job_id, reason, level="warning")
         else:
-            await self._ledger.record(JobFailed(job=job_id, error=exc.message))
-            self._say("failed", job_id, exc.message, level="error")
+            error = exc.message
+            if job_id in self._gone:
+                error += " (nor the output of the task submitted again for it in this run)"
+            await self._ledger.record(JobFailed(job=job_id, error=error))
+            self._say("failed", job_id, error, level="error")
 
     async def _fetch(self, out: RemoteOutput, rel: str) -> download.DownloadResult:
         """One output, retried (resuming with Range) while the error says it may help."""

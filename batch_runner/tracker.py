@@ -75,6 +75,9 @@ class Tracker:
         self.error_budget = error_budget
         self.detail_requests = 0
         self.poll_errors = 0
+        #: task id -> the last status request error while the task's status is unknown; kept
+        #: after the wait ends so that a --task-timeout can say why (the runner pops it)
+        self.last_errors: dict[str, str] = {}
 
     async def _detail(self, taskid: str) -> Task:
         self.detail_requests += 1
@@ -114,6 +117,7 @@ class Tracker:
                     if not exc.retryable:
                         raise
                     self.poll_errors += 1
+                    self.last_errors[taskid] = exc.message
                     errors_in_row += 1
                     now = time.monotonic()
                     first_error = first_error if first_error is not None else now
@@ -127,6 +131,7 @@ class Tracker:
                     check_now = True
                     continue
                 first_error, errors_in_row = None, 0
+                self.last_errors.pop(taskid, None)
                 if task.status != last_status:
                     last_status = task.status
                     if on_status is not None:

@@ -122,19 +122,22 @@ async def serve_bytes(
     if request.method == "HEAD":
         await response.write_eof()
         return response
-    if fault is not None and len(body) > 1:
-        half = len(body) // 2
-        await response.write(body[:half])
-        count_bytes(half)
-        if fault == "truncated_download":
-            if request.transport is not None:
-                request.transport.close()
-            return response
-        await asyncio.sleep(slow_seconds)
-        body = body[half:]
-    for start in range(0, len(body), CHUNK):
-        piece = body[start : start + CHUNK]
-        await response.write(piece)
-        count_bytes(len(piece))
-    await response.write_eof()
+    try:
+        if fault is not None and len(body) > 1:
+            half = len(body) // 2
+            await response.write(body[:half])
+            count_bytes(half)
+            if fault == "truncated_download":
+                if request.transport is not None:
+                    request.transport.close()
+                return response
+            await asyncio.sleep(slow_seconds)
+            body = body[half:]
+        for start in range(0, len(body), CHUNK):
+            piece = body[start : start + CHUNK]
+            await response.write(piece)
+            count_bytes(len(piece))
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away mid-body (killed, timed out): a CDN just stops sending
     return response

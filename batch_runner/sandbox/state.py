@@ -55,6 +55,12 @@ def _categories(categories: tuple[str, ...]) -> str:
     return json.dumps(list(categories))
 
 
+def _url_name(name: str) -> str:
+    """The output's name as the last URL segment; "." and ".." (which URL normalisation
+    removes, even percent-encoded) become "output" so that the URL still reaches the CDN."""
+    return quote(name, safe="") if name.strip(".") else "output"
+
+
 def canonical_inputs(parameters: dict[str, str]) -> str:
     """The key for "tasks per distinct input set": canonical JSON of resolved parameters."""
     return json.dumps(parameters, sort_keys=True, separators=(",", ":"))
@@ -221,7 +227,7 @@ class Project:
                     accesskey=self.token(),
                     size=size,
                     sha256=sha256,
-                    url=f"{self.origin}/cdn/{task.uuid}/{quote(name, safe='')}",
+                    url=f"{self.origin}/cdn/{task.uuid}/{_url_name(name)}",
                     added_ts=now,
                 )
             )
