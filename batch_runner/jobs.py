@@ -65,7 +65,7 @@ def id_problem(job_id: str) -> str | None:
         return "must not contain '..'"
     if len(job_id) > ID_MAX_LENGTH:
         return f"is {len(job_id)} characters long; at most {ID_MAX_LENGTH} are allowed"
-    if not _ID_RE.match(job_id):
+    if not _ID_RE.fullmatch(job_id):
         return (
             "may use only letters, digits, '.', '_' and '-', must start with a letter or "
             "digit and must not end with '.'"
@@ -129,7 +129,7 @@ def derive_job_id(prompt: str | None, own_content_hash: str, occurrence: int = 1
 
 def id_part(value: str) -> str:
     """A matrix value as it appears in an id: itself when safe and short, else slug+hash."""
-    if _SAFE_PART_RE.match(value) and ".." not in value and not value.endswith("."):
+    if _SAFE_PART_RE.fullmatch(value) and ".." not in value and not value.endswith("."):
         return value
     digest = hashlib.sha256(value.encode("utf-8")).hexdigest()[:8]
     slug = slugify(value, 24)
