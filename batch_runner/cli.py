@@ -43,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in (run_cmd, validate, status_cmd, sandbox_cli):
         module.register(subparsers)
+    for sub in subparsers.choices.values():  # -v works after the subcommand too
+        sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                         help="show tracebacks and debug logs")  # fmt: skip
     return parser
 
 
@@ -53,11 +56,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if func is None:
         parser.print_help()
         return 2
+    if getattr(args, "verbose", False):
+        import logging
+
+        logging.basicConfig(level=logging.DEBUG, format="%(asctime)s %(name)s %(message)s")
     try:
         code: int = func(args)
         return code
     except BatchRunnerError as exc:
-        if args.verbose:
+        if getattr(args, "verbose", False):
             import traceback
 
             traceback.print_exc()

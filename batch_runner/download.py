@@ -17,6 +17,7 @@ import hashlib
 import os
 import posixpath
 import re
+import stat
 import unicodedata
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -188,6 +189,19 @@ def _where(url: str) -> str:
     """The URL without its query (signed URLs carry tokens there), for messages."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]
+
+
+def unchanged_since(path: Path, size: int, saved_at: float | None, slack: float = 2.0) -> bool:
+    """True when ``path`` has the recorded size and was not modified after it was saved:
+    one ``stat`` instead of a full hash, for resuming 100,000 finished jobs quickly.
+    Anything else (missing, resized, touched later, no record of when) needs the hash."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if saved_at is None or st.st_size != size or not stat.S_ISREG(st.st_mode):
+        return False
+    return st.st_mtime <= saved_at + slack
 
 
 def verify_file(path: Path, size: int, sha256: str) -> bool:

@@ -29,6 +29,7 @@ from .options import (
     positive_float,
     positive_int,
 )
+from .retry import RetryPolicy
 from .runner import Runner, RunOptions
 from .shard import check_layout, merged_state, parse_shard, shard_from_env
 from .state import LedgerState
@@ -125,6 +126,32 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="validate and show what would be submitted, resumed and skipped; send nothing",
     )
     p.add_argument(
+        "--verify",
+        choices=("quick", "full"),
+        default="quick",
+        help="on resume, re-hash finished outputs whose size or time changed (quick, default) "
+        "or every one (full)",
+    )
+    p.add_argument(
+        "--api-retries",
+        type=positive_int,
+        default=6,
+        help="attempts per API call for errors worth retrying (default 6)",
+    )
+    p.add_argument(
+        "--retry-max-wait",
+        type=positive_float,
+        default=120.0,
+        help="longest time one API call is retried, seconds (default 120)",
+    )
+    p.add_argument(
+        "--poll-error-budget",
+        type=duration_seconds,
+        default=900.0,
+        help="give up following a task after its status requests failed this long; its task "
+        "id is kept for the next run (default 15m)",
+    )
+    p.add_argument(
         "--shard",
         metavar="K/N",
         help="run only shard K of N (0 <= K < N) in DIR/shards/K-of-N/; without it, read from "
@@ -170,6 +197,9 @@ def options_from_args(args: argparse.Namespace, manifest: Manifest, out_dir: Pat
         max_cost=args.max_cost,
         deadline=args.deadline,
         use_socket=not args.no_socket,
+        policy=RetryPolicy(max_attempts=args.api_retries, max_elapsed=args.retry_max_wait),
+        error_budget=args.poll_error_budget,
+        verify=args.verify,
     )
 
 
@@ -249,7 +279,8 @@ async def _run(
     else:
         runner = runner_box["runner"]
         state = runner.ledger.state if runner.ledger is not None else None
-        _write_gallery(out_dir, manifest, state, whole)
+        if result.changed or not (out_dir / "index.html").exists():
+            _write_gallery(out_dir, manifest, state, whole)
         print_summary(result, quiet=args.quiet)
     if args.notify_url:
         payload = summary_payload(result, exit_code=code, manifest=str(manifest.path))

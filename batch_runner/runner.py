@@ -105,6 +105,9 @@ class RunOptions:
     error_budget: float = 900.0
     reconcile_delay: float = 2.0
     download_attempts: int = 4
+    #: "quick": re-hash only files whose size or modification time changed since they were
+    #: saved; "full": re-hash every finished output on resume
+    verify: str = "quick"
 
 
 @dataclass
@@ -123,6 +126,8 @@ class RunResult:
     reconciled: int = 0
     status_requests: int = 0
     edited_pending: int = 0
+    #: False when the run recorded nothing new (everything was already done)
+    changed: bool = True
 
 
 class _Stop(Exception):
@@ -166,6 +171,7 @@ class Runner:
         self.tracker: Tracker | None = None
         self.feed: TaskFeed | None = None
         self.started = time.monotonic()
+        self._seq_at_start = 0
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -221,6 +227,7 @@ class Runner:
             self.ledger = Ledger.open(self.out_dir)
             try:
                 await self._ledger.record(RunStarted(pid=os.getpid()))
+                self._seq_at_start = self._ledger.state.seq
                 try:
                     result = await self._run_locked()
                 except asyncio.CancelledError:
@@ -367,7 +374,6 @@ class Runner:
                 self._say("error", job_id, exc.message, level="error")
             finally:
                 await self.gate.release()
-            self._tick()
 
     async def _downloader(self) -> None:
         while True:
@@ -375,7 +381,6 @@ class Runner:
             if job_id is None:
                 return
             await self._download_job(job_id)
-            self._tick()
 
     # --- one job through the service -----------------------------------------------------
 
@@ -723,11 +728,18 @@ class Runner:
         if not job_ids:
             return
 
+        full = self.options.verify == "full"
+
         def check() -> list[tuple[str, str]]:
             bad: list[tuple[str, str]] = []
             for job_id in job_ids:
-                for out in self._record_of(job_id).outputs:
-                    if not download.verify_file(self.out_dir / out.path, out.size, out.sha256):
+                record = self._record_of(job_id)
+                for out in record.outputs:
+                    path = self.out_dir / out.path
+                    quick_ok = not full and download.unchanged_since(
+                        path, out.size, record.finished_at
+                    )
+                    if not quick_ok and not download.verify_file(path, out.size, out.sha256):
                         bad.append((job_id, out.name))
             return bad
 
@@ -787,4 +799,5 @@ class Runner:
             reconciled=self._reconciled,
             status_requests=self.tracker.detail_requests if self.tracker else 0,
             edited_pending=len(self._edited_pending),
+            changed=state.seq > self._seq_at_start,
         )
