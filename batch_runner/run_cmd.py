@@ -145,6 +145,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="longest time one API call is retried, seconds (default 120)",
     )
     p.add_argument(
+        "--reconcile-delay",
+        type=float,
+        default=2.0,
+        help="seconds to wait after an uncertain /Run before searching /Task/List for the "
+        "task it may have created (default 2)",
+    )
+    p.add_argument(
         "--poll-error-budget",
         type=duration_seconds,
         default=900.0,
@@ -199,6 +206,7 @@ def options_from_args(args: argparse.Namespace, manifest: Manifest, out_dir: Pat
         use_socket=not args.no_socket,
         policy=RetryPolicy(max_attempts=args.api_retries, max_elapsed=args.retry_max_wait),
         error_budget=args.poll_error_budget,
+        reconcile_delay=max(0.0, args.reconcile_delay),
         verify=args.verify,
     )
 

@@ -84,7 +84,8 @@ async def run_one(
     cwd.mkdir(parents=True, exist_ok=True)
     done = await run_cli(
         "run", str(manifest), "--out", "out", "--poll-interval", "0.1", "--poll-max", "0.5",
-        *args, env=env, cwd=cwd, timeout=timeout,
+        "--retry-max-wait", "3", "--reconcile-delay", "0.2", *args,
+        env=env, cwd=cwd, timeout=timeout,
     )  # fmt: skip
     out_dir = cwd / "out"
     ledger = load_ledger(out_dir) if (out_dir / "ledger.json").exists() else {"jobs": {}}
@@ -499,7 +500,7 @@ async def test_one_output_arriving_wrong_does_not_stop_the_other_jobs(tmp_path: 
             return await serve(request, stand.body + b"x" * 5000)
         return None
 
-    async with StandIn(run_seconds=1.5) as stand:
+    async with StandIn(run_seconds=0.4) as stand:
         stand.cdn_hook = cdn
         env = standin_env(stand.base_url)
         outcome = await run_one(tmp_path, env, "--no-socket", "--concurrency", "1", jobs=8)

@@ -103,7 +103,9 @@ async def test_dropped_before_create_is_resubmitted(tmp_path: Path) -> None:
     out = tmp_path / "out"
     config = FAST.but(faults=FaultConfig(drop_before_create=0.4), seed=3)
     async with Sandbox(config) as sb:
-        done = await run_cli("run", str(manifest), "--out", str(out), env=cli_env(sb))
+        done = await run_cli(
+            "run", str(manifest), "--out", str(out), "--reconcile-delay", "0.2", env=cli_env(sb)
+        )
         assert done.code == 0, done.err
         assert sb.stats()["tasks_created"] == 6
         assert_no_duplicates(sb)
