@@ -9,6 +9,8 @@ pool, with no ledger, no fsync, no hashing, no retries, no WebSocket. Sandbox: a
 process, near-instant tasks (``--run-seconds 0 --queue-seconds 0``), a fresh one for every
 measurement with the same seed, so every contender sees the same job set and service.
 
+Rounds are interleaved (raw, runner, runner with asyncio; ``--repeat`` times) and the
+median of each is shown, as other load on a small machine moves single runs by 10-20 %.
 Both contenders are timed as whole processes (start-up, reading the jobs, the loop, exit);
 jobs/s = jobs / process wall time. CPU s/job is the client process's user+system time.
 The runner is also run with ``BATCH_RUNNER_LOOP=asyncio`` to show what uvloop buys.
@@ -24,13 +26,14 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     PY,
     Figure,
     Report,
@@ -148,7 +151,7 @@ def contender(
     with SandboxProcess(log=folder / f"sandbox-{name}.log") as sb:
         env = sb.env(**env_extra)
         banner(f"ceiling: {name}: {show(cmd, env)}")
-        m = measure(cmd, env=env, log=folder / f"{name}.log")
+        m = measure(cmd, env=env, log=folder / f"{name}.log", sandbox=sb)
         check(m, name)
         stats = sb.stats()
     out = Path(cmd[cmd.index("--out") + 1])
@@ -160,44 +163,65 @@ def contender(
         "wall": m.wall, "jobs_per_s": jobs / m.wall, "cpu": m.cpu, "cpu_per_job": m.cpu / jobs,
         "rss_mb": m.rss_mb, "engine_wall": engine_wall(m), "sandbox_cpu": sb.cpu,
         "requests": stats.get("requests", {}), "max_in_flight": stats.get("max_in_flight"),
+        "other_load": m.other_load,
     }  # fmt: skip
 
 
-def run(jobs: int, concurrency: int, base: Path | None, with_asyncio: bool = True) -> Report:
+def _median(runs: list[dict]) -> dict:
+    """The run with the median jobs/s (an odd number of runs gives a real run's figures)."""
+    ordered = sorted(runs, key=lambda r: r["jobs_per_s"])
+    return ordered[len(ordered) // 2]
+
+
+def run(
+    jobs: int,
+    concurrency: int,
+    base: Path | None,
+    with_asyncio: bool = True,
+    repeat: int = 3,
+) -> Report:
     report = Report()
     here = rel(__file__)
-    self_cmd = f"python {here} --jobs {jobs} --concurrency {concurrency}"
+    self_cmd = f"python {here} --jobs {jobs} --concurrency {concurrency} --repeat {repeat}"
+    report.bench_cmd = self_cmd
+    names = ["raw", "runner", *(["runner_asyncio"] if with_asyncio else [])]
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     with workdir(base, "ceiling") as folder:
         manifest = write_manifest(folder / "ceiling.yaml", jobs, tag="ceiling")
         jobs_file = write_jobs_jsonl(folder / "ceiling.jsonl", jobs, tag="ceiling")
         check_same_inputs(manifest, jobs_file)
-        rows = {}
-        rows["raw"] = contender(
-            "raw", raw_cmd(jobs_file, folder / "raw-out", concurrency), {}, folder, jobs
-        )
-        rows["runner"] = contender(
-            "runner", runner_cmd(manifest, folder / "runner-out", concurrency), {}, folder, jobs
-        )
-        if with_asyncio:
-            rows["runner_asyncio"] = contender(
-                "runner_asyncio",
-                runner_cmd(manifest, folder / "runner-asyncio-out", concurrency),
-                {"BATCH_RUNNER_LOOP": "asyncio"},
-                folder,
-                jobs,
-            )
+        # Interleaved rounds, so that other load on the machine hits every contender alike.
+        for n in range(repeat):
+            for name in names:
+                out = folder / f"{name}-out-{n}"
+                if name == "raw":
+                    cmd, extra = raw_cmd(jobs_file, out, concurrency), {}
+                else:
+                    cmd = runner_cmd(manifest, out, concurrency)
+                    extra = {"BATCH_RUNNER_LOOP": "asyncio"} if name == "runner_asyncio" else {}
+                runs[name].append(contender(name, cmd, extra, folder, jobs))
+                shutil.rmtree(out, ignore_errors=True)
+    rows = {name: _median(found) for name, found in runs.items()}
+    for name, found in runs.items():
+        rows[name]["all_jobs_per_s"] = [round(r["jobs_per_s"], 1) for r in found]
+        report.other_load = max(report.other_load, *(r["other_load"] for r in found))
     for row in rows.values():
         report.commands += [row["sandbox"], row["command"]]
-    report.raw = rows
+    report.raw = {"median": rows, "runs": runs}
     raw, runner = rows["raw"], rows["runner"]
     ratio = runner["jobs_per_s"] / raw["jobs_per_s"]
+    of = f"median of {repeat}: " if repeat > 1 else ""
+
+    def spread(row: dict) -> str:
+        return f"runs {row['all_jobs_per_s']} jobs/s; " if repeat > 1 else ""
+
     note = f"{jobs} near-instant jobs, concurrency {concurrency}"
     report.add(
         Figure("ceiling", "raw aiohttp loop", raw["jobs_per_s"], "jobs/s", command=raw["command"],
-               note=f"{note}; {raw['cpu_per_job'] * 1000:.2f} ms CPU/job"),
+               note=f"{note}; {of}{spread(raw)}{raw['cpu_per_job'] * 1000:.2f} ms CPU/job"),
         Figure("ceiling", "runner (uvloop)", runner["jobs_per_s"], "jobs/s",
                command=runner["command"],
-               note=f"{runner['cpu_per_job'] * 1000:.2f} ms CPU/job, "
+               note=f"{of}{spread(runner)}{runner['cpu_per_job'] * 1000:.2f} ms CPU/job, "
                f"peak RSS {runner['rss_mb']:.0f} MB, engine wall {runner['engine_wall']} s"),
         Figure("ceiling", "runner / raw ceiling", ratio, "x", "≥ 0.7x", ratio >= 0.7,
                command=self_cmd),
@@ -209,9 +233,9 @@ def run(jobs: int, concurrency: int, base: Path | None, with_asyncio: bool = Tru
         report.add(
             Figure("uvloop", "runner (asyncio loop)", slow["jobs_per_s"], "jobs/s",
                    command=slow["command"],
-                   note=f"{slow['cpu_per_job'] * 1000:.2f} ms CPU/job"),
+                   note=f"{of}{spread(slow)}{slow['cpu_per_job'] * 1000:.2f} ms CPU/job"),
             Figure("uvloop", "uvloop gain, jobs/s", gain, "x", command=self_cmd,
-                   note=f"CPU per job {cpu_gain:.2f}x lower with uvloop"),
+                   note=f"medians; CPU per job {cpu_gain:.2f}x lower with uvloop"),
         )  # fmt: skip
     return report
 
@@ -227,12 +251,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--no-asyncio", action="store_true", help="skip the asyncio-loop run")
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--workdir", type=Path, help="keep the work files here")
     args = parser.parse_args()
     if args.mode == "raw":
         raw_main(args)
         return
-    report = run(args.jobs, args.concurrency, args.workdir, not args.no_asyncio)
+    report = run(args.jobs, args.concurrency, args.workdir, not args.no_asyncio, args.repeat)
     print(f"cores: {cores()}")
     for f in report.figures:
         print(f"{f.name:28} {f.text():>14}  {f.note}")

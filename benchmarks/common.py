@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,20 +100,56 @@ class Figure:
 class Report:
     """What one benchmark produced: table rows, the exact commands it ran, raw numbers."""
 
+    #: the standalone command that reproduces this benchmark alone
+    bench_cmd: str = ""
     figures: list[Figure] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the most other programs loaded the machine during one of this benchmark's runs (cores)
+    other_load: float = 0.0
 
     def add(self, *figures: Figure) -> None:
         self.figures.extend(figures)
+
+    def saw(self, m: Measured) -> Measured:
+        self.other_load = max(self.other_load, m.other_load)
+        return m
 
 
 # --- measured child processes -----------------------------------------------------------------
 
 
+def machine_busy() -> float:
+    """CPU seconds every core of the machine has spent busy since boot (Linux; else 0)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            fields = fh.readline().split()[1:]
+    except OSError:
+        return 0.0
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    busy = sum(ticks[:8]) - idle  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of a running process so far (Linux; else 0)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Measured:
-    """A finished child process: exit code, wall seconds, CPU seconds, peak RSS in MB."""
+    """A finished child process: exit code, wall seconds, CPU seconds, peak RSS in MB.
+
+    ``busy`` is the CPU time the whole machine spent during the run: what is left after the
+    child's and the sandbox's own is other load (another program running meanwhile), which
+    distorts the figures on a small machine and is reported beside them.
+    """
 
     code: int
     wall: float
@@ -122,10 +158,20 @@ class Measured:
     rss_mb: float
     out: str
     err: str
+    busy: float = 0.0
+    sandbox_cpu: float = 0.0
+    stopped: bool = False  # stopped by the watchdog (SIGTERM) before it finished
 
     @property
     def cpu(self) -> float:
         return self.user + self.system
+
+    @property
+    def other_load(self) -> float:
+        """Average cores used by other programs during the run."""
+        if self.wall <= 0:
+            return 0.0
+        return max(0.0, self.busy - self.cpu - self.sandbox_cpu) / self.wall
 
 
 def measure(
@@ -134,30 +180,52 @@ def measure(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     log: Path | None = None,
+    sandbox: SandboxProcess | None = None,
+    watch: Callable[[float], bool] | None = None,
+    watch_every: float = 5.0,
 ) -> Measured:
     """Run ``cmd`` to completion; wall time around it, rusage of exactly that child.
 
-    stdout is kept in memory (small for every command used here); stderr goes to ``log`` (a
-    file, so a chatty child never blocks on a full pipe) and its tail is kept.
+    stdout and stderr go to files (a chatty child never blocks on a full pipe); stdout is
+    returned whole, stderr's tail is kept (all of it stays in ``log``). ``watch(elapsed)`` is
+    called every ``watch_every`` seconds while the child runs; True sends it SIGTERM (the
+    CLI's graceful stop), and the figures are then those of the partial run.
     """
+    import tempfile
+
     err_path = log or Path(os.devnull)
-    with open(err_path, "wb") as err_file:
+    sandbox_before = sandbox.cpu_now() if sandbox is not None else 0.0
+    busy_before = machine_busy()
+    with open(err_path, "wb") as err_file, tempfile.TemporaryFile() as out_file:
         started = time.perf_counter()
         proc = subprocess.Popen(
             list(cmd),
-            stdout=subprocess.PIPE,
+            stdout=out_file,
             stderr=err_file,
             stdin=subprocess.DEVNULL,
             env=env,
             cwd=str(cwd or ROOT),
         )
-        assert proc.stdout is not None
-        # The child only writes a little to stdout: reading it to EOF cannot deadlock.
-        out = proc.stdout.read()
-        proc.stdout.close()
-        _, status, usage = os.wait4(proc.pid, 0)
+        stopped = False
+        next_watch = started + watch_every
+        while True:
+            # Without a watchdog, block; with one, poll (0.1 s resolution on wall time).
+            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if watch else 0)
+            if pid:
+                break
+            time.sleep(0.1)
+            now = time.perf_counter()
+            if watch is not None and not stopped and now >= next_watch:
+                next_watch = now + watch_every
+                if watch(now - started):
+                    proc.send_signal(signal.SIGTERM)
+                    stopped = True
         wall = time.perf_counter() - started
         proc.returncode = os.waitstatus_to_exitcode(status)
+        out_file.seek(0)
+        out = out_file.read()
+    busy = machine_busy() - busy_before
+    sandbox_cpu = sandbox.cpu_now() - sandbox_before if sandbox is not None else 0.0
     err = ""
     if log is not None:
         data = log.read_bytes()
@@ -170,6 +238,9 @@ def measure(
         rss_mb=usage.ru_maxrss * _RSS_SCALE / 2**20,
         out=out.decode("utf-8", "replace"),
         err=err,
+        busy=busy,
+        sandbox_cpu=sandbox_cpu,
+        stopped=stopped,
     )
 
 
@@ -222,7 +293,7 @@ class SandboxProcess:
         return show(self.cmd)
 
     def __enter__(self) -> SandboxProcess:
-        err = open(self.log, "wb") if self.log else subprocess.DEVNULL  # noqa: SIM115
+        err = open(self.log, "wb") if self.log else subprocess.DEVNULL
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
             self.cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env,
@@ -264,7 +335,12 @@ class SandboxProcess:
 
     @property
     def cpu(self) -> float | None:
+        """The sandbox's CPU seconds, once it has stopped."""
         return None if self.usage is None else self.usage.ru_utime + self.usage.ru_stime
+
+    def cpu_now(self) -> float:
+        """The sandbox's CPU seconds so far, while it runs."""
+        return process_cpu(self.proc.pid) if self.proc is not None else 0.0
 
     @property
     def origin(self) -> str:
@@ -388,7 +464,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     if not values:
         return None
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    k = max(0, min(len(ordered) - 1, round(q / 100 * len(ordered) + 0.5) - 1))
     return ordered[k]
 
 
