@@ -9,6 +9,7 @@ reply whose *required* fields are missing raises :class:`~batch_runner.errors.Pr
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -61,19 +62,6 @@ def as_str(value: Any) -> str:
     return str(value)
 
 
-def as_int(value: Any) -> int | None:
-    """An integer from ``"123"``, ``123`` or ``"123.0"``; None when absent or not a number."""
-    if value is None or isinstance(value, bool):
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    if number != number or number in (float("inf"), float("-inf")):
-        return None
-    return int(number)
-
-
 def as_float(value: Any) -> float | None:
     """A float from a string or number; None when absent or not a finite number."""
     if value is None or isinstance(value, bool):
@@ -82,9 +70,13 @@ def as_float(value: Any) -> float | None:
         number = float(value)
     except (TypeError, ValueError):
         return None
-    if number != number or number in (float("inf"), float("-inf")):
-        return None
-    return number
+    return number if math.isfinite(number) else None
+
+
+def as_int(value: Any) -> int | None:
+    """An integer from ``"123"``, ``123`` or ``"123.0"``; None when absent or not a number."""
+    number = as_float(value)
+    return None if number is None else int(number)
 
 
 def as_time(value: Any) -> float | None:
