@@ -55,6 +55,15 @@ def redact(text: str) -> str:
     return text
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x00, 0x09), *range(0x0B, 0x20), 0x7F)}
+
+
+def printable(text: str) -> str:
+    """``redact`` plus control characters made visible: text from the service (error
+    messages, file names) must not move the cursor or recolour an operator's terminal."""
+    return redact(text).translate(_CONTROL)
+
+
 class BatchRunnerError(Exception):
     """Root of every error batch-runner raises on purpose."""
 

@@ -18,7 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .errors import redact
+from .errors import printable
 from .progress import RunEvent
 
 _DONE = ("succeeded", "failed", "cancelled")
@@ -58,7 +58,7 @@ class LiveReporter:
         if event.level in ("error", "warning") or event.kind in ("run_started", "stopping"):
             style = {"error": "red", "warning": "yellow"}.get(event.level, "")
             who = f"[{event.job}] " if event.job else ""
-            text = redact(f"{who}{event.message or event.kind}")
+            text = printable(f"{who}{event.message or event.kind}")
             self.console.print(text, style=style, markup=False, highlight=False)
 
     def update(self, counts: dict[str, int], *, total: int, spent: float) -> None:

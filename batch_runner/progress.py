@@ -15,7 +15,7 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 
-from .errors import redact
+from .errors import printable
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +77,7 @@ class LineReporter:
 
     def _line(self, text: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.stream.write(f"{stamp} {redact(text)}\n")
+        self.stream.write(f"{stamp} {printable(text)}\n")
         self.stream.flush()
 
     def event(self, event: RunEvent) -> None:
@@ -110,7 +110,7 @@ class JsonReporter:
         self._last_update = 0.0
 
     def _write(self, obj: dict[str, Any]) -> None:
-        self.stream.write(redact(orjson.dumps(obj).decode()) + "\n")
+        self.stream.write(printable(orjson.dumps(obj).decode()) + "\n")
         self.stream.flush()
 
     def event(self, event: RunEvent) -> None:

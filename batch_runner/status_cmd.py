@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ApiError, UsageError
+from .errors import ApiError, UsageError, printable
 from .ledger import Ledger, read_ledger
 from .lock import RunLock, holder_info, is_locked
 from .records import QUEUED_STATUSES
@@ -122,6 +122,7 @@ def status_main(args: argparse.Namespace) -> int:
 def _print_table(data: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(highlight=False, soft_wrap=True)
     state = "a run is active now" + (f" (pid {data['active_pid']})" if data["active_pid"] else "")
@@ -149,7 +150,8 @@ def _print_table(data: dict[str, Any]) -> None:
         fail.add_column("status")
         fail.add_column("reason")
         for row in data["failures"][:50]:
-            fail.add_row(row["job"], row["status"], row["error"] or "")
+            # Service text is shown as-is: no rich markup, no terminal control characters.
+            fail.add_row(row["job"], row["status"], Text(printable(row["error"] or "")))
         console.print(fail)
         if len(data["failures"]) > 50:
             console.print(f"... and {len(data['failures']) - 50} more (--json lists all)")

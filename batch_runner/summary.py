@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .errors import redact
+from .errors import printable
 from .ledger import read_ledger
 from .manifest import Manifest
 from .plan import plan_run
@@ -41,7 +41,7 @@ def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None 
         lines.append("work is left: re-run the same command to continue.")
     elif result.exit_code == 1:
         lines.append("re-run with --retry-failed to give the failed jobs a new round.")
-    stream.write(redact("\n".join(lines)) + "\n")
+    stream.write(printable("\n".join(lines)) + "\n")
     stream.flush()
 
 
