@@ -198,7 +198,8 @@ def run(
                     cmd, extra = raw_cmd(jobs_file, out, concurrency), {}
                 else:
                     cmd = runner_cmd(manifest, out, concurrency)
-                    extra = {"BATCH_RUNNER_LOOP": "asyncio"} if name == "runner_asyncio" else {}
+                    loop = "asyncio" if name == "runner_asyncio" else "uvloop"
+                    extra = {"BATCH_RUNNER_LOOP": loop}
                 runs[name].append(contender(name, cmd, extra, folder, jobs))
                 shutil.rmtree(out, ignore_errors=True)
     rows = {name: _median(found) for name, found in runs.items()}
