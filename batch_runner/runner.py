@@ -159,6 +159,8 @@ class Runner:
         self._submitted = 0
         self._reconciled = 0
         self._edited_pending: set[str] = set()
+        #: uncertain submissions that /Task/List could not settle in this run
+        self._unresolved: set[str] = set()
         #: jobs whose outputs vanished from the service: submitted again after this round
         self._resubmit: list[str] = []
         #: jobs already submitted again in this run because an output vanished (at most once:
@@ -487,7 +489,10 @@ class Runner:
         for it) or "stop" (nothing in flight for this job)."""
         if exc.may_have_created:
             await self._ledger.record(SubmitAmbiguous(job=job_id, error=exc.message))
-            return "tracked" if await self._reconcile_one(job_id) else "again"
+            found = await self._reconcile_one(job_id)
+            if found is None:
+                return "stop"  # could not check: left unresolved rather than paid twice
+            return "tracked" if found else "again"
         await self._ledger.record(SubmitRejected(job=job_id, error=exc.message))
         if isinstance(exc, ConcurrencyLimitError):
             await self.gate.shrink()
@@ -505,11 +510,12 @@ class Runner:
             self.stop(f"the service keeps refusing submissions: {exc.message}")
         return "stop"
 
-    async def _reconcile_one(self, job_id: str) -> bool:
-        """After an ambiguous /Run: adopt the task if the service shows it, else say so."""
+    async def _reconcile_one(self, job_id: str) -> bool | None:
+        """After an ambiguous /Run: True if the service shows its task (now tracked), False
+        if it certainly has none, None if that could not be checked."""
         await asyncio.sleep(self.options.reconcile_delay)
         found = await self._find_tasks([job_id])
-        return found.get(job_id, False)
+        return None if found is None else found.get(job_id, False)
 
     async def _reconcile_at_start(self, plan: Plan) -> None:
         """Settle every uncertain /Run of an earlier run before anything is submitted."""
@@ -518,14 +524,36 @@ class Runner:
             message=(f"reconciling {len(plan.reconcile)} uncertain submissions through /Task/List"),
         )
         found = await self._find_tasks(plan.reconcile)
+        if found is None:
+            return  # left unresolved: neither tracked nor submitted in this run
         for job_id in plan.reconcile:
             (plan.track if found.get(job_id) else plan.submit).append(job_id)
 
-    async def _find_tasks(self, job_ids: list[str]) -> dict[str, bool]:
-        """Search /Task/List for the given uncertain jobs and record what was found."""
+    async def _find_tasks(self, job_ids: list[str]) -> dict[str, bool] | None:
+        """Search /Task/List for the given uncertain jobs and record what was found.
+
+        None when the list cannot be read: those jobs stay unresolved (never resubmitted
+        blindly), the other jobs go on, and the run ends with exit 4.
+        """
         records = [self._record_of(j) for j in job_ids]
         since = min((r.submitted_at or r.updated_at or time.time()) for r in records)
-        tasks = await self.options.policy.call(lambda: recent_tasks(self.client, since, model=None))
+        try:
+            tasks = await self.options.policy.call(
+                lambda: recent_tasks(self.client, since, model=None)
+            )
+        except AuthError:
+            raise
+        except ApiError as exc:
+            self._unresolved.update(job_ids)
+            for job_id in job_ids:
+                self._say(
+                    "error", job_id,
+                    f"cannot check whether an uncertain /Run created a task: /Task/List "
+                    f"failed ({exc.message}); the job is left unresolved so it is not paid "
+                    "twice; re-run later to settle it",
+                    level="error",
+                )  # fmt: skip
+            return None
         candidates = []
         for record in records:
             job = self.jobs.get(record.job_id)
@@ -757,6 +785,19 @@ class Runner:
 
     # --- the end --------------------------------------------------------------------------
 
+    def _why_unfinished(self, unfinished: int) -> str:
+        if self._unresolved:
+            return (
+                f"{len(self._unresolved)} uncertain submissions could not be checked through "
+                "/Task/List; re-run to settle them"
+            )
+        if unfinished:
+            return f"{unfinished} jobs are not finished"
+        return (
+            f"{len(self._edited_pending)} edited jobs finished an earlier task; "
+            "re-run to apply the edits"
+        )
+
     def _result(self) -> RunResult:
         state = self._ledger.state
         counts = counts_by_status(state)
@@ -776,12 +817,7 @@ class Runner:
         elif unfinished or self._edited_pending:
             code = 4
             if self.stop_reason is None:
-                self.stop_reason = (
-                    f"{len(unfinished)} jobs are not finished"
-                    if unfinished
-                    else f"{len(self._edited_pending)} edited jobs finished an earlier task; "
-                    "re-run to apply the edits"
-                )
+                self.stop_reason = self._why_unfinished(len(unfinished))
         elif failures:
             code = 1
         else:

@@ -531,3 +531,30 @@ async def test_task_that_cannot_be_stopped_is_kept_not_recorded_as_over(tmp_path
     assert record["status"] in ("queued", "running") and record["taskid"] == "1", record
     assert "stopping it failed" in outcome.err and "Task is not killable" in outcome.err
     assert_contained(tmp_path, outcome, allowed=(tmp_path / "in",))
+
+
+async def test_uncertain_run_without_task_list_is_left_unresolved_not_paid_twice(
+    tmp_path: Path,
+) -> None:
+    """The first /Run's answer is a 502 (it may have created the task) and /Task/List does
+    not exist on this service: that job is left unresolved, the others finish, exit 4."""
+
+    async def run_hook(request: web.Request, stand: StandIn) -> web.StreamResponse | None:
+        if stand.hits["Run"] == 1:
+            return web.Response(status=502, text="<html>Bad gateway</html>")
+        return None
+
+    async def list_hook(request: web.Request, stand: StandIn) -> web.StreamResponse:
+        body = {"result": False, "errors": [{"code": 0, "message": "Error parsing url."}]}
+        return json_response(body, 404)
+
+    async with StandIn() as stand:
+        stand.run_hook = run_hook
+        stand.list_hook = list_hook
+        outcome = await run_one(tmp_path, standin_env(stand.base_url), "--no-socket", jobs=3)
+        assert stand.hits["Run"] == 3
+    assert outcome.code == 4, outcome.text
+    statuses = sorted(rec["status"] for rec in outcome.ledger["jobs"].values())
+    assert statuses == ["succeeded", "succeeded", "unknown"]
+    assert "could not be checked through /Task/List" in outcome.out
+    assert "Traceback" not in outcome.err
