@@ -159,10 +159,15 @@ class Task:
 
     @property
     def succeeded(self) -> bool:
-        """Success only with ``task_postprocess_end``, ``pexit == "0"`` and outputs."""
+        """Success only with ``task_postprocess_end``, outputs, and ``pexit`` "0".
+
+        A record without ``pexit`` at all (the API page's own Detail example has none) is
+        judged by its outputs: calling a paid, finished video a failure would lose it, and
+        with ``--max-attempts`` pay for it again.
+        """
         return (
             self.status == TaskStatus.POSTPROCESS_END
-            and self.pexit.strip() == "0"
+            and self.pexit.strip() in ("0", "")
             and len(self.outputs) > 0
         )
 
