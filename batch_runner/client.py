@@ -223,7 +223,10 @@ class WiroClient:
             raise UsageError(
                 f"The API base URL must start with http:// or https://, not {self.base_url!r}."
             )
-        self.socket_url = socket_url or DEFAULT_SOCKET_URL
+        # Wiro's own socket only for Wiro's own API: a custom API base without a socket URL
+        # means polling, never sending that service's task tokens to socket.wiro.ai.
+        default_api = self.base_url == DEFAULT_API_BASE.rstrip("/")
+        self.socket_url = socket_url or (DEFAULT_SOCKET_URL if default_api else "")
         if body_format not in ("multipart", "json"):
             raise UsageError(f"body_format must be 'multipart' or 'json', not {body_format!r}.")
         self.body_format = body_format

@@ -273,7 +273,8 @@ class Runner:
         )
         self._edited_pending = set(plan.edited_in_flight)
         session = self.client.session
-        self.feed = TaskFeed(session, self.client.socket_url) if self.options.use_socket else None
+        push = self.options.use_socket and bool(self.client.socket_url)
+        self.feed = TaskFeed(session, self.client.socket_url) if push else None
         self.tracker = Tracker(
             self.client,
             schedule=self.options.poll,

@@ -800,3 +800,11 @@ async def test_usage_errors_before_any_request() -> None:
         for model in ("", "PixVerse", "a/b/c", "a/b?x", "a /b"):
             exc = await expect(UsageError, client.run(model, INPUTS))
             assert not isinstance(exc, ApiError)
+
+
+def test_socket_url_defaults_only_for_wiros_own_api() -> None:
+    assert WiroClient("k").socket_url == "wss://socket.wiro.ai/v1"
+    custom = WiroClient("k", base_url="http://127.0.0.1:9/v1")
+    assert custom.socket_url == ""  # polling: never send a stand-in's tokens to Wiro
+    explicit = WiroClient("k", base_url="http://127.0.0.1:9/v1", socket_url="ws://127.0.0.1:9/s")
+    assert explicit.socket_url == "ws://127.0.0.1:9/s"
