@@ -1,6 +1,6 @@
 """Ceiling: the runner's jobs/s against a minimal raw aiohttp loop, and uvloop vs asyncio.
 
-    python benchmarks/bench_ceiling.py [--jobs 5000] [--concurrency 128] [--no-asyncio]
+    python benchmarks/bench_ceiling.py [--jobs 5000] [--concurrency 128] [--repeat 3]
 
 The raw loop is the physical limit of this machine for this protocol: per job the same
 requests the runner sends (a signed multipart ``/Run``, ``/Task/Detail`` until terminal,
@@ -9,11 +9,13 @@ pool, with no ledger, no fsync, no hashing, no retries, no WebSocket. Sandbox: a
 process, near-instant tasks (``--run-seconds 0 --queue-seconds 0``), a fresh one for every
 measurement with the same seed, so every contender sees the same job set and service.
 
-Rounds are interleaved (raw, runner, runner with asyncio; ``--repeat`` times) and the
+The runner runs with each event loop (``BATCH_RUNNER_LOOP=asyncio`` and ``=uvloop``); the
+ratio to the ceiling uses the CLI's default loop, and uvloop / asyncio shows what the
+optional dependency buys. The raw loop uses uvloop when installed (the best case).
+Rounds are interleaved (raw, runner asyncio, runner uvloop; ``--repeat`` times) and the
 median of each is shown, as other load on a small machine moves single runs by 10-20 %.
-Both contenders are timed as whole processes (start-up, reading the jobs, the loop, exit);
+Contenders are timed as whole processes (start-up, reading the jobs, the loop, exit);
 jobs/s = jobs / process wall time. CPU s/job is the client process's user+system time.
-The runner is also run with ``BATCH_RUNNER_LOOP=asyncio`` to show what uvloop buys.
 
 ``raw`` is the child mode the benchmark starts (it reads WIRO_* from the environment).
 """
@@ -35,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (
     PY,
+    ROOT,
     Figure,
     Report,
     SandboxProcess,
@@ -126,7 +129,7 @@ async def raw_loop(jobs_file: Path, out_dir: Path, concurrency: int, poll: float
 
 def raw_main(args: argparse.Namespace) -> None:
     coro = raw_loop(Path(args.jobs_file), Path(args.out), args.concurrency, args.poll)
-    if os.environ.get("BATCH_RUNNER_LOOP", "").lower() == "asyncio":
+    if os.environ.get("BATCH_RUNNER_LOOP", "").lower() == "asyncio" or not have_uvloop():
         result = asyncio.run(coro)
     else:
         import uvloop
@@ -173,18 +176,41 @@ def _median(runs: list[dict]) -> dict:
     return ordered[len(ordered) // 2]
 
 
+def default_loop() -> str:
+    """The loop the CLI uses when BATCH_RUNNER_LOOP is not set ("asyncio" or "uvloop")."""
+    sys.path.insert(0, str(ROOT))
+    from batch_runner.run_cmd import event_loop_factory
+
+    saved = os.environ.pop("BATCH_RUNNER_LOOP", None)
+    try:
+        return "asyncio" if event_loop_factory() is None else "uvloop"
+    finally:
+        if saved is not None:
+            os.environ["BATCH_RUNNER_LOOP"] = saved
+
+
+def have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def run(
     jobs: int,
     concurrency: int,
     base: Path | None,
-    with_asyncio: bool = True,
+    both_loops: bool = True,
     repeat: int = 3,
 ) -> Report:
     report = Report()
     here = rel(__file__)
     self_cmd = f"python {here} --jobs {jobs} --concurrency {concurrency} --repeat {repeat}"
     report.bench_cmd = self_cmd
-    names = ["raw", "runner", *(["runner_asyncio"] if with_asyncio else [])]
+    default = default_loop()
+    loops = ["asyncio", "uvloop"] if both_loops and have_uvloop() else [default]
+    names = ["raw", *(f"runner_{loop}" for loop in loops)]
     runs: dict[str, list[dict]] = {name: [] for name in names}
     with workdir(base, "ceiling") as folder:
         manifest = write_manifest(folder / "ceiling.yaml", jobs, tag="ceiling")
@@ -198,8 +224,7 @@ def run(
                     cmd, extra = raw_cmd(jobs_file, out, concurrency), {}
                 else:
                     cmd = runner_cmd(manifest, out, concurrency)
-                    loop = "asyncio" if name == "runner_asyncio" else "uvloop"
-                    extra = {"BATCH_RUNNER_LOOP": loop}
+                    extra = {"BATCH_RUNNER_LOOP": name.removeprefix("runner_")}
                 runs[name].append(contender(name, cmd, extra, folder, jobs))
                 shutil.rmtree(out, ignore_errors=True)
     rows = {name: _median(found) for name, found in runs.items()}
@@ -208,35 +233,45 @@ def run(
         report.other_load = max(report.other_load, *(r["other_load"] for r in found))
     for row in rows.values():
         report.commands += [row["sandbox"], row["command"]]
-    report.raw = {"median": rows, "runs": runs}
-    raw, runner = rows["raw"], rows["runner"]
+    report.raw = {"median": rows, "runs": runs, "default_loop": default}
+    raw, runner = rows["raw"], rows[f"runner_{default}"]
     ratio = runner["jobs_per_s"] / raw["jobs_per_s"]
     of = f"median of {repeat}: " if repeat > 1 else ""
 
     def spread(row: dict) -> str:
         return f"runs {row['all_jobs_per_s']} jobs/s; " if repeat > 1 else ""
 
+    def cpu(row: dict) -> str:
+        return f"{row['cpu_per_job'] * 1000:.2f} ms CPU/job"
+
     note = f"{jobs} near-instant jobs, concurrency {concurrency}"
+    raw_loop_name = "uvloop" if have_uvloop() else "asyncio"
     report.add(
-        Figure("ceiling", "raw aiohttp loop", raw["jobs_per_s"], "jobs/s", command=raw["command"],
-               note=f"{note}; {of}{spread(raw)}{raw['cpu_per_job'] * 1000:.2f} ms CPU/job"),
-        Figure("ceiling", "runner (uvloop)", runner["jobs_per_s"], "jobs/s",
+        Figure("ceiling", f"raw aiohttp loop ({raw_loop_name})", raw["jobs_per_s"], "jobs/s",
+               command=raw["command"], note=f"{note}; {of}{spread(raw)}{cpu(raw)}"),
+        Figure("ceiling", f"runner, default loop ({default})", runner["jobs_per_s"], "jobs/s",
                command=runner["command"],
-               note=f"{of}{spread(runner)}{runner['cpu_per_job'] * 1000:.2f} ms CPU/job, "
-               f"peak RSS {runner['rss_mb']:.0f} MB, engine wall {runner['engine_wall']} s"),
+               note=f"{of}{spread(runner)}{cpu(runner)}, peak RSS {runner['rss_mb']:.0f} MB, "
+               f"engine wall {runner['engine_wall']} s"),
         Figure("ceiling", "runner / raw ceiling", ratio, "x", "≥ 0.7x", ratio >= 0.7,
                command=self_cmd),
     )  # fmt: skip
-    if "runner_asyncio" in rows:
-        slow = rows["runner_asyncio"]
-        gain = runner["jobs_per_s"] / slow["jobs_per_s"]
-        cpu_gain = slow["cpu_per_job"] / runner["cpu_per_job"]
+    if len(loops) == 2:
+        other = "uvloop" if default == "asyncio" else "asyncio"
+        row = rows[f"runner_{other}"]
+        fast, slow = rows["runner_uvloop"], rows["runner_asyncio"]
+        gain = fast["jobs_per_s"] / slow["jobs_per_s"]
+        cpu_gain = slow["cpu_per_job"] / fast["cpu_per_job"]
+        pairs = ", ".join(
+            f"{u['jobs_per_s'] / a['jobs_per_s']:.2f}"
+            for u, a in zip(runs["runner_uvloop"], runs["runner_asyncio"], strict=True)
+        )
         report.add(
-            Figure("uvloop", "runner (asyncio loop)", slow["jobs_per_s"], "jobs/s",
-                   command=slow["command"],
-                   note=f"{of}{spread(slow)}{slow['cpu_per_job'] * 1000:.2f} ms CPU/job"),
-            Figure("uvloop", "uvloop gain, jobs/s", gain, "x", command=self_cmd,
-                   note=f"medians; CPU per job {cpu_gain:.2f}x lower with uvloop"),
+            Figure("uvloop", f"runner, BATCH_RUNNER_LOOP={other}", row["jobs_per_s"], "jobs/s",
+                   command=row["command"], note=f"{of}{spread(row)}{cpu(row)}"),
+            Figure("uvloop", "uvloop / asyncio, jobs/s", gain, "x", command=self_cmd,
+                   note=f"medians; per round: {pairs}; CPU per job {cpu_gain:.2f}x lower "
+                   "with uvloop"),
         )  # fmt: skip
     return report
 
@@ -251,14 +286,17 @@ def main() -> None:
     raw.add_argument("--poll", type=float, default=0.05)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=128)
-    parser.add_argument("--no-asyncio", action="store_true", help="skip the asyncio-loop run")
+    parser.add_argument(
+        "--default-loop-only", action="store_true",
+        help="run the runner with its default event loop only (no uvloop/asyncio comparison)",
+    )  # fmt: skip
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds (median)")
     parser.add_argument("--workdir", type=Path, help="keep the work files here")
     args = parser.parse_args()
     if args.mode == "raw":
         raw_main(args)
         return
-    report = run(args.jobs, args.concurrency, args.workdir, not args.no_asyncio, args.repeat)
+    report = run(args.jobs, args.concurrency, args.workdir, not args.default_loop_only, args.repeat)
     print(f"cores: {cores()}")
     for f in report.figures:
         print(f"{f.name:28} {f.text():>14}  {f.note}")

@@ -13,8 +13,8 @@ Benchmarks (full size / --quick):
 
 * throughput: 2,000 / 300 near-instant jobs at concurrency 64 (the issue-4 figure);
 * ceiling: 5,000 / 500 near-instant jobs at concurrency 128, raw aiohttp loop vs the runner,
-  plus the runner with the asyncio loop (what uvloop buys); median of 3 interleaved rounds
-  (1 with --quick);
+  the runner with each event loop (asyncio, uvloop: what the optional uvloop buys); median
+  of 3 interleaved rounds (1 with --quick);
 * peer: 500 / 100 near-instant jobs at concurrency 128, GNU parallel + curl + jq vs runner;
 * slots: 400 / 80 jobs of 2-6 s at concurrency 40, push and polling only;
 * scale: 100,000 / 2,000 jobs: validate, full run at concurrency 256, ledger size, resume.
@@ -169,6 +169,11 @@ def main() -> int:
             + "; those figures are pessimistic."
         )
     missed = [f for f, _ in rows if f.ok is False]
+    if args.quick:
+        lines.append(
+            "--quick sizes are a smoke run (start-up dominates small runs, 80 slot jobs are "
+            "two waves): the targets are judged at full size."
+        )
     if missed:
         lines.append("Targets missed: " + "; ".join(f"{f.name} ({f.text()})" for f in missed))
     lines += [
