@@ -363,9 +363,14 @@ class Runner:
 
     async def _worker(self, work: Iterator[tuple[str, str]]) -> None:
         """Take jobs one at a time; each holds a slot while its task is on the service."""
+        backlog = max(64, 4 * self.options.download_concurrency)
         for kind, job_id in work:
             if kind == "submit" and self.stop_reason is not None:
                 continue
+            # Backpressure: no new paid task while finished ones wait to be downloaded
+            # (their URLs live for a limited time).
+            while kind == "submit" and self._downloads.qsize() > backlog:
+                await asyncio.sleep(0.05)
             await self.gate.acquire()
             try:
                 await self._process(kind, job_id)
