@@ -227,11 +227,17 @@ class Api:
             {"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True}
         )
 
-    async def detail(self, request: web.Request) -> web.StreamResponse:
+    async def _task_of(
+        self, request: web.Request, *token_keys: str
+    ) -> SandboxTask | web.Response:
+        """The task a Detail/Cancel/Kill request names, or the error answer to send."""
         fields = await self._authorized_fields(request)
         if isinstance(fields, web.Response):
             return fields
-        task = self._find(fields, "tasktoken", "socketaccesstoken")
+        return self._find(fields, *token_keys)
+
+    async def detail(self, request: web.Request) -> web.StreamResponse:
+        task = await self._task_of(request, "tasktoken", "socketaccesstoken")
         if isinstance(task, web.Response):
             return task
         self.project.note_detail(task)
@@ -262,10 +268,7 @@ class Api:
         return json_response(body)
 
     async def cancel(self, request: web.Request) -> web.StreamResponse:
-        fields = await self._authorized_fields(request)
-        if isinstance(fields, web.Response):
-            return fields
-        task = self._find(fields, "tasktoken", "socketaccesstoken")
+        task = await self._task_of(request, "tasktoken", "socketaccesstoken")
         if isinstance(task, web.Response):
             return task
         if task.status not in CANCELLABLE:
@@ -274,10 +277,7 @@ class Api:
         return json_response({"errors": [], "tasklist": [task.to_api()], "result": True})
 
     async def kill(self, request: web.Request) -> web.StreamResponse:
-        fields = await self._authorized_fields(request)
-        if isinstance(fields, web.Response):
-            return fields
-        task = self._find(fields, "socketaccesstoken", "tasktoken")
+        task = await self._task_of(request, "socketaccesstoken", "tasktoken")
         if isinstance(task, web.Response):
             return task
         if task.terminal:
