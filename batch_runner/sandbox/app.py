@@ -227,9 +227,7 @@ class Api:
             {"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True}
         )
 
-    async def _task_of(
-        self, request: web.Request, *token_keys: str
-    ) -> SandboxTask | web.Response:
+    async def _task_of(self, request: web.Request, *token_keys: str) -> SandboxTask | web.Response:
         """The task a Detail/Cancel/Kill request names, or the error answer to send."""
         fields = await self._authorized_fields(request)
         if isinstance(fields, web.Response):
