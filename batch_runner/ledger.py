@@ -246,6 +246,11 @@ def _identity(path: Path) -> tuple[int, int, int] | None:
     return st.st_ino, st.st_mtime_ns, st.st_size
 
 
+def has_ledger(directory: Path) -> bool:
+    """True when ``directory`` holds a ledger (a snapshot, or a journal a killed run left)."""
+    return (directory / SNAPSHOT_NAME).exists() or (directory / JOURNAL_NAME).exists()
+
+
 def read_ledger(directory: str | os.PathLike[str]) -> LedgerState:
     """The ledger's current state without a lock and without writing: safe while a run is
     active (retries when a compaction replaces the files under it)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import UsageError
 from .jobs import Job
-from .ledger import read_ledger
+from .ledger import has_ledger, read_ledger
 from .state import LedgerState
 
 SHARDS_DIR = "shards"
@@ -130,7 +130,7 @@ def check_layout(out_dir: Path, shard: Shard | None) -> None:
     """Refuse to mix sharded and unsharded runs, or two shard counts, in one folder."""
     present = existing_shards(out_dir)
     counts = sorted({s.count for s in present})
-    unsharded = (out_dir / "ledger.json").exists() or (out_dir / "journal.jsonl").exists()
+    unsharded = has_ledger(out_dir)
     if shard is None:
         if present:
             raise UsageError(
@@ -156,7 +156,7 @@ def merged_state(out_dir: Path) -> LedgerState:
     merged = LedgerState()
     for shard in existing_shards(out_dir):
         folder = shard.folder(out_dir)
-        if not (folder / "ledger.json").exists() and not (folder / "journal.jsonl").exists():
+        if not has_ledger(folder):
             continue
         state = read_ledger(folder)
         prefix = f"{SHARDS_DIR}/{shard.folder_name}/"

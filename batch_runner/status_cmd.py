@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ApiError, UsageError, printable
-from .ledger import Ledger, read_ledger
+from .ledger import Ledger, has_ledger, read_ledger
 from .lock import RunLock, holder_info, is_locked
 from .records import QUEUED_STATUSES
 from .shard import existing_shards
@@ -36,10 +36,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _stamp(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
-
-
-def _has_ledger(folder: Path) -> bool:
-    return (folder / "ledger.json").exists() or (folder / "journal.jsonl").exists()
 
 
 def folder_data(out_dir: Path) -> dict[str, Any]:
@@ -70,14 +66,14 @@ def status_data(out_dir: Path) -> dict[str, Any]:
     """Everything ``status`` shows; a sharded folder is merged, with one row per shard."""
     shards = existing_shards(out_dir)
     if not shards:
-        if not _has_ledger(out_dir):
+        if not has_ledger(out_dir):
             raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
         return folder_data(out_dir)
     count = max(s.count for s in shards)
     rows = []
     for shard in shards:
         folder = shard.folder(out_dir)
-        row = folder_data(folder) if _has_ledger(folder) else None
+        row = folder_data(folder) if has_ledger(folder) else None
         rows.append({"shard": shard.folder_name, "index": shard.index, "reported": row is not None,
                      **(row or {"active": is_locked(folder)})})  # fmt: skip
     present = {s.index for s in shards if s.count == count}
@@ -191,7 +187,7 @@ async def _cancel(args: argparse.Namespace) -> int:
     from .client import WiroClient
 
     out_dir: Path = args.out_dir
-    if not (out_dir / "ledger.json").exists() and not (out_dir / "journal.jsonl").exists():
+    if not has_ledger(out_dir):
         raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
     env = dict(os.environ)
     if args.api_base:

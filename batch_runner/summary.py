@@ -7,11 +7,12 @@ from pathlib import Path
 from typing import TextIO
 
 from .errors import printable
-from .ledger import read_ledger
+from .ledger import has_ledger, read_ledger
 from .manifest import Manifest
 from .plan import plan_run
 from .pricing import estimate_job_cost
 from .runner import RunResult
+from .state import LedgerState
 
 #: Failures listed by name in the summary; the rest are counted.
 MAX_LISTED = 20
@@ -47,14 +48,8 @@ def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None 
 
 def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> None:
     """What ``run`` would do, from the manifest and the ledger; sends nothing, writes nothing."""
-    state = (
-        read_ledger(out_dir)
-        if (out_dir / "ledger.json").exists() or (out_dir / "journal.jsonl").exists()
-        else None
-    )
-    from .state import LedgerState
-
-    plan = plan_run(manifest.jobs, state or LedgerState(), retry_failed=retry_failed)
+    state = read_ledger(out_dir) if has_ledger(out_dir) else LedgerState()
+    plan = plan_run(manifest.jobs, state, retry_failed=retry_failed)
     jobs = {job.id: job for job in manifest.jobs}
     estimate = sum(estimate_job_cost(jobs[j].inputs) or 0.0 for j in plan.submit if j in jobs)
     resumed = len(plan.track) + len(plan.reconcile) + len(plan.download)
