@@ -20,16 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from batch_runner.ledger import (
-    JOURNAL_NAME,
-    SNAPSHOT_NAME,
-    Ledger,
-    encode_line,
-    encode_snapshot,
-    read_ledger,
-    snapshot_payload,
-)
-from batch_runner.state import (
+from batch_runner.ledger.state import (
     JobRecord,
     JobRegistered,
     JobStatus,
@@ -38,6 +29,15 @@ from batch_runner.state import (
     SubmitIntent,
     Submitted,
     TaskStatusSeen,
+)
+from batch_runner.ledger.store import (
+    JOURNAL_NAME,
+    SNAPSHOT_NAME,
+    Ledger,
+    encode_line,
+    encode_snapshot,
+    read_ledger,
+    snapshot_payload,
 )
 
 SHA = "0123456789abcdef" * 4

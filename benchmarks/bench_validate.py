@@ -111,7 +111,7 @@ WRITERS = {"yaml": write_yaml, "csv": write_csv, "matrix": write_matrix, "images
 def child(layout: str, jobs: int) -> None:
     """Generate, then time ``load_manifest``; print one JSON line."""
     sys.path.insert(0, str(ROOT))
-    from batch_runner.manifest import load_manifest
+    from batch_runner.manifest.loader import load_manifest
 
     baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:

@@ -421,7 +421,7 @@ def write_jobs_jsonl(path: Path, count: int, tag: str) -> Path:
 def check_same_inputs(manifest: Path, jobs_file: Path) -> None:
     """The JSON lines hold exactly the inputs the runner resolves from the manifest."""
     sys.path.insert(0, str(ROOT))
-    from batch_runner.manifest import load_manifest
+    from batch_runner.manifest.loader import load_manifest
 
     jobs = load_manifest(manifest).jobs
     with jobs_file.open(encoding="utf-8") as lines:

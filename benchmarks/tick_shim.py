@@ -17,7 +17,7 @@ from __future__ import annotations
 import sys
 import time
 
-import batch_runner.runner as runner_module
+import batch_runner.engine.runner as runner_module
 from batch_runner.cli import main
 
 MIN_INTERVAL = 0.25

@@ -47,7 +47,7 @@ from typing import Any
 import jsonschema
 from clihelp import cli_env, write_manifest
 
-from batch_runner.resources import schemas_dir
+from batch_runner._resources import schemas_dir
 from batch_runner.sandbox import FaultConfig, Sandbox, SandboxConfig
 
 #: Every sandbox fault, at a rate that makes each happen several times in 50 jobs.

@@ -25,7 +25,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from batch_runner.client import Credentials, WiroClient
 from batch_runner.errors import (
     ApiError,
     AuthError,
@@ -41,8 +40,9 @@ from batch_runner.errors import (
     TransportError,
     UsageError,
 )
-from batch_runner.records import Task
 from batch_runner.sandbox import FaultConfig, Sandbox, SandboxConfig
+from batch_runner.wiro.client import Credentials, WiroClient
+from batch_runner.wiro.records import Task
 
 KEY = "KEY-abc123-SECRETLIKE"
 SECRET = "SECRET-xyz789-SECRETLIKE"

@@ -27,19 +27,19 @@ import pytest
 from aiohttp import web
 
 import batch_runner
-from batch_runner import download as dl
-from batch_runner.download import (
-    check_url,
-    download_verified,
-    output_paths,
-    safe_name,
-    verify_file,
-)
 from batch_runner.errors import (
     DiskFullError,
     DownloadError,
     IntegrityError,
     UnsafeDownloadError,
+)
+from batch_runner.wiro import download as dl
+from batch_runner.wiro.download import (
+    check_url,
+    download_verified,
+    output_paths,
+    safe_name,
+    verify_file,
 )
 
 DATA = random.Random(7).randbytes(300_000)
@@ -588,7 +588,7 @@ _LIMITED = """
 import asyncio, resource, signal, sys
 from pathlib import Path
 import aiohttp
-from batch_runner.download import download_verified
+from batch_runner.wiro.download import download_verified
 from batch_runner.errors import DiskFullError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))

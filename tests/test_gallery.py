@@ -26,12 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from batch_runner import gallery
-from batch_runner.gallery import EAGER_CARDS, GALLERY_NAME, render_gallery, write_gallery
-from batch_runner.jobs import Job
-from batch_runner.ledger import Ledger, read_ledger
-from batch_runner.manifest import Manifest, load_manifest
-from batch_runner.state import (
+from batch_runner.ledger.state import (
     JobCancelled,
     JobFailed,
     JobRecord,
@@ -47,6 +42,11 @@ from batch_runner.state import (
     TaskDone,
     TaskStatusSeen,
 )
+from batch_runner.ledger.store import Ledger, read_ledger
+from batch_runner.manifest.job import Job
+from batch_runner.manifest.loader import Manifest, load_manifest
+from batch_runner.report import gallery
+from batch_runner.report.gallery import EAGER_CARDS, GALLERY_NAME, render_gallery, write_gallery
 
 SAMPLE = Path(__file__).resolve().parents[1] / "batch_runner" / "sandbox" / "media" / "sample.mp4"
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -21,23 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_state import ledger_events
 
-from batch_runner import ledger as ledger_module
+from batch_runner._resources import schemas_dir
 from batch_runner.errors import LedgerError
-from batch_runner.ledger import (
-    JOURNAL_NAME,
-    SNAPSHOT_NAME,
-    Ledger,
-    decode_snapshot,
-    encode_line,
-    encode_snapshot,
-    parse_journal,
-    read_ledger,
-    replay,
-    restore,
-    snapshot_payload,
-)
-from batch_runner.resources import schemas_dir
-from batch_runner.state import (
+from batch_runner.ledger import store as ledger_module
+from batch_runner.ledger.state import (
     Event,
     JobRegistered,
     JobStatus,
@@ -50,6 +37,19 @@ from batch_runner.state import (
     TaskStatusSeen,
     TransitionError,
     apply_event,
+)
+from batch_runner.ledger.store import (
+    JOURNAL_NAME,
+    SNAPSHOT_NAME,
+    Ledger,
+    decode_snapshot,
+    encode_line,
+    encode_snapshot,
+    parse_journal,
+    read_ledger,
+    replay,
+    restore,
+    snapshot_payload,
 )
 
 SCHEMA = json.loads((schemas_dir() / "ledger.schema.json").read_text())
@@ -270,8 +270,8 @@ async def test_write_failure_fails_waiters_and_later_records(
 
 WRITER = """
 import asyncio, os, sys
-from batch_runner.ledger import Ledger
-from batch_runner.state import *
+from batch_runner.ledger.store import Ledger
+from batch_runner.ledger.state import *
 
 async def job(ledger, i):
     j = f"j{i}"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from batch_runner.errors import ManifestError
-from batch_runner.jobs import Job
-from batch_runner.manifest import (
+from batch_runner.manifest.job import Job
+from batch_runner.manifest.loader import (
     MAX_ISSUES,
     MAX_JOBS,
     Manifest,

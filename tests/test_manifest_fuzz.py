@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from batch_runner.errors import ManifestError
-from batch_runner.manifest import Manifest, load_manifest
+from batch_runner.manifest.loader import Manifest, load_manifest
 
 KEYS = [
     "model", "defaults", "jobs", "jobs_from", "matrix", "output_dir", "concurrency", "x-a",

@@ -13,7 +13,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch_runner.jobs import (
+from batch_runner._resources import schemas_dir
+from batch_runner.manifest.job import (
     ID_PATTERN,
     Job,
     derive_job_id,
@@ -24,11 +25,10 @@ from batch_runner.jobs import (
     normalise_value,
     slugify,
 )
-from batch_runner.manifest import model_schema_path
-from batch_runner.pricing import PRICES_USD, estimate_job_cost, estimate_total
-from batch_runner.resources import schemas_dir
-from batch_runner.schemacheck import Checker, StrictValidator, load_schema, suggest
-from batch_runner.yamlsafe import YMap, YSeq, load_yaml
+from batch_runner.manifest.loader import model_schema_path
+from batch_runner.manifest.pricing import PRICES_USD, estimate_job_cost, estimate_total
+from batch_runner.manifest.schemacheck import Checker, StrictValidator, load_schema, suggest
+from batch_runner.manifest.yamlsafe import YMap, YSeq, load_yaml
 
 MODEL = "PixVerse/image-to-video-v5"
 
@@ -340,7 +340,7 @@ def test_complex_keys_are_refused() -> None:
 
 
 def test_pure_python_parser_gives_the_same_result(monkeypatch: pytest.MonkeyPatch) -> None:
-    import batch_runner.yamlsafe as yamlsafe
+    import batch_runner.manifest.yamlsafe as yamlsafe
 
     text = Path(__file__).resolve().parent.parent.joinpath("manifests", "sweep.yaml").read_text()
     fast = load_yaml(text)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from batch_runner.records import Task, as_int, as_time
+from batch_runner.wiro.records import Task, as_int, as_time
 
 DONE = {
     "id": "2221",

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from batch_runner.client import WiroClient
 from batch_runner.errors import (
     ApiError,
     AuthError,
@@ -33,8 +32,9 @@ from batch_runner.errors import (
     UnsafeDownloadError,
     UsageError,
 )
-from batch_runner.retry import RetryPolicy
 from batch_runner.sandbox import FaultConfig, Sandbox, SandboxConfig
+from batch_runner.wiro.client import WiroClient
+from batch_runner.wiro.retry import RetryPolicy
 
 FAST = RetryPolicy(max_attempts=5, max_elapsed=10.0, base_delay=0.001, max_delay=0.01)
 MODEL = "PixVerse/image-to-video-v5"

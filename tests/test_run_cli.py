@@ -22,7 +22,7 @@ from clihelp import (
     write_manifest,
 )
 
-from batch_runner.resources import schemas_dir
+from batch_runner._resources import schemas_dir
 from batch_runner.sandbox import FaultConfig, Sandbox, SandboxConfig
 
 FAST = SandboxConfig(queue_seconds=0.05, run_seconds=(0.1, 0.3))

@@ -29,8 +29,8 @@ from clihelp import (
 )
 from standin import StandIn, json_response
 
-from batch_runner.client import Credentials, WiroClient
 from batch_runner.sandbox import FaultConfig, Sandbox, SandboxConfig
+from batch_runner.wiro.client import Credentials, WiroClient
 
 KEY = "wk-live-7Q2f9Xc41Rb8Lm3Zt6Vd0Ns5"
 SECRET = "ws-sec-Hk8Jp2Wq7Ev4Yt1Bn6Cx9Gz3"

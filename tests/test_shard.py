@@ -11,8 +11,8 @@ import pytest
 from clihelp import cli_env, journal_events, kill, run_cli, start_cli, wait_until, write_manifest
 
 from batch_runner.errors import UsageError
+from batch_runner.ledger.shard import Shard, check_layout, parse_shard, shard_from_env, shard_of
 from batch_runner.sandbox import Sandbox, SandboxConfig
-from batch_runner.shard import Shard, check_layout, parse_shard, shard_from_env, shard_of
 
 
 def test_shard_of_is_stable_and_independent_of_order() -> None:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch_runner.state import (
+from batch_runner.ledger.state import (
     EVENT_TYPES,
     IN_FLIGHT,
     RESETS,

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from clihelp import REPO
 
+from batch_runner.engine.runner import RunResult
 from batch_runner.errors import printable, register_secret
-from batch_runner.progress import LineReporter, RunEvent
-from batch_runner.runner import RunResult
-from batch_runner.summary import print_summary
+from batch_runner.report.progress import LineReporter, RunEvent
+from batch_runner.report.summary import print_summary
 
 HOSTILE = "boom \x1b[2J\x1b[31m[bold red]red[/bold red]\x07 SECRET-xyz-123"
 
@@ -44,8 +44,8 @@ def test_line_log_and_summary_are_inert(tmp_path: Path) -> None:
 def test_status_table_shows_markup_literally(tmp_path: Path) -> None:
     import asyncio
 
-    from batch_runner.ledger import Ledger
-    from batch_runner.state import JobFailed, JobRegistered
+    from batch_runner.ledger.state import JobFailed, JobRegistered
+    from batch_runner.ledger.store import Ledger
 
     async def make() -> None:
         ledger = Ledger.open(tmp_path)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_runner import validate
-from batch_runner.manifest import load_manifest
+from batch_runner.cli import validate
+from batch_runner.manifest.loader import load_manifest
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data" / "manifests"

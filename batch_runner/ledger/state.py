@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any, ClassVar
 
-from .records import QUEUED_STATUSES
+from ..wiro.records import QUEUED_STATUSES
 
 
 class JobStatus(StrEnum):

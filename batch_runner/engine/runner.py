@@ -30,9 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import download
-from .client import WiroClient
-from .errors import (
+from ..errors import (
     ApiError,
     AuthError,
     BatchRunnerError,
@@ -46,19 +44,8 @@ from .errors import (
     OutputGoneError,
     UnsafeDownloadError,
 )
-from .feed import TaskFeed
-from .jobs import Job
-from .ledger import Ledger
-from .lock import RunLock
-from .manifest import Manifest
-from .plan import Plan, plan_run
-from .pricing import estimate_job_cost
-from .progress import Reporter, RunEvent
-from .reconcile import Candidate, match, recent_tasks
-from .records import Task
-from .retry import RetryPolicy
-from .slots import SlotGate
-from .state import (
+from ..ledger.lock import RunLock
+from ..ledger.state import (
     AttemptFailed,
     JobCancelled,
     JobFailed,
@@ -83,7 +70,20 @@ from .state import (
     counts_by_status,
     total_cost,
 )
-from .tracker import PollSchedule, Tracker, TrackingLost
+from ..ledger.store import Ledger
+from ..manifest.job import Job
+from ..manifest.loader import Manifest
+from ..manifest.pricing import estimate_job_cost
+from ..report.progress import Reporter, RunEvent
+from ..wiro import download
+from ..wiro.client import WiroClient
+from ..wiro.feed import TaskFeed
+from ..wiro.records import Task
+from ..wiro.retry import RetryPolicy
+from .plan import Plan, plan_run
+from .reconcile import Candidate, match, recent_tasks
+from .slots import SlotGate
+from .track import PollSchedule, Tracker, TrackingLost
 from .uploads import Uploader
 
 

@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import DEFAULT_MODEL
-from .errors import ManifestError
-from .jobs import Job, normalise_value
-from .jobsources import RawJob, decode_utf8, read_csv, read_jsonl
-from .manifest_jobs import MAX_ISSUES, Axis, Files, Issues, JobBuilder, JobContext, ModelSpec
-from .resources import schemas_dir
+from .._resources import schemas_dir
+from ..errors import ManifestError
+from .builder import MAX_ISSUES, Axis, Files, Issues, JobBuilder, JobContext, ModelSpec
+from .job import Job, normalise_value
 from .schemacheck import (
     Checker,
     extra_keys,
@@ -36,6 +34,7 @@ from .schemacheck import (
     suggest,
     unknown_key_message,
 )
+from .sources import RawJob, decode_utf8, read_csv, read_jsonl
 from .yamlsafe import YMap, YSeq, load_yaml
 
 __all__ = [
@@ -47,6 +46,8 @@ __all__ = [
     "supported_models",
 ]
 
+#: The model of a manifest that names none (the model this project started from).
+DEFAULT_MODEL = "PixVerse/image-to-video-v5"
 #: Most jobs one manifest may expand to (inline + data files, times the matrix).
 MAX_JOBS = 1_000_000
 

@@ -15,7 +15,7 @@ from typing import Any, Protocol, TextIO
 
 import orjson
 
-from .errors import printable
+from ..errors import printable
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,9 +13,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .errors import ManifestError
-from .manifest import Manifest, load_manifest
-from .pricing import PRICES_USD, estimate_job_cost, quality_and_duration
+from ..errors import ManifestError
+from ..manifest.loader import Manifest, load_manifest
+from ..manifest.pricing import PRICES_USD, estimate_job_cost, quality_and_duration
 
 _QUALITY_ORDER = {quality: n for n, (quality, _d) in enumerate(PRICES_USD)}
 

@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from .errors import LedgerError
+from ..errors import LedgerError
 from .state import (
     Event,
     JobRecord,

@@ -24,9 +24,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from . import DEFAULT_API_BASE, DEFAULT_SOCKET_URL
-from .download import DownloadResult, download_verified
-from .errors import (
+from ..errors import (
     ApiError,
     AuthError,
     ConcurrencyLimitError,
@@ -40,9 +38,14 @@ from .errors import (
     UsageError,
     register_secret,
 )
+from .download import DownloadResult, download_verified
 from .records import RunResult, Task, TaskPage, UploadedFile, as_int
 
 log = logging.getLogger("batch_runner.client")
+
+#: The service's API and task socket.
+DEFAULT_API_BASE = "https://api.wiro.ai/v1"
+DEFAULT_SOCKET_URL = "wss://socket.wiro.ai/v1"
 
 #: Largest JSON answer read into memory; anything longer is a hostile or broken reply.
 MAX_JSON_BYTES = 16 * 1024 * 1024

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from .client import WiroClient
-from .records import Task
+from ..wiro.client import WiroClient
+from ..wiro.records import Task
 
 #: How far the service's clock may lag ours when comparing creation times (seconds).
 CLOCK_SKEW = 300.0

@@ -14,12 +14,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import ApiError, UsageError, printable
-from .ledger import Ledger, has_ledger, read_ledger
-from .lock import RunLock, holder_info, is_locked
-from .records import QUEUED_STATUSES
-from .shard import existing_shards
-from .state import JobCancelled, JobStatus, LedgerState, counts_by_status, failures, total_cost
+from ..errors import ApiError, UsageError, printable
+from ..ledger.lock import RunLock, holder_info, is_locked
+from ..ledger.shard import existing_shards
+from ..ledger.state import (
+    JobCancelled,
+    JobStatus,
+    LedgerState,
+    counts_by_status,
+    failures,
+    total_cost,
+)
+from ..ledger.store import Ledger, has_ledger, read_ledger
+from ..wiro.records import QUEUED_STATUSES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -184,7 +191,7 @@ def cancel_main(args: argparse.Namespace) -> int:
 async def _cancel(args: argparse.Namespace) -> int:
     import os
 
-    from .client import WiroClient
+    from ..wiro.client import WiroClient
 
     out_dir: Path = args.out_dir
     if not has_ledger(out_dir):

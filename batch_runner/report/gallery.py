@@ -34,10 +34,10 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-from .jobs import Job
-from .ledger import read_ledger
-from .manifest import Manifest
-from .state import IN_FLIGHT, JobRecord, JobStatus, LedgerState, total_cost
+from ..ledger.state import IN_FLIGHT, JobRecord, JobStatus, LedgerState, total_cost
+from ..ledger.store import read_ledger
+from ..manifest.job import Job
+from ..manifest.loader import Manifest
 
 #: The gallery's file name inside the output folder (a reserved job id, see jobs.py).
 GALLERY_NAME = "index.html"

@@ -33,7 +33,7 @@ from jsonschema import (  # type: ignore[import-untyped, unused-ignore]
 )
 from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
 
-from .errors import ManifestError
+from ..errors import ManifestError
 
 Predicate = Callable[[Any], bool]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .jobs import (
+from .job import (
     Job,
     content_hash,
     derive_job_id,
@@ -24,8 +24,8 @@ from .jobs import (
     matrix_job_id,
     normalise_value,
 )
-from .jobsources import ImageInfo, RawJob, inspect_image
 from .schemacheck import Checker, kind, problem, show, suggest, unknown_key_message
+from .sources import ImageInfo, RawJob, inspect_image
 
 #: Most issues listed in one ManifestError; the rest are counted.
 MAX_ISSUES = 50

@@ -18,7 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from .errors import printable
+from ..errors import printable
 from .progress import RunEvent
 
 _DONE = ("succeeded", "failed", "cancelled")

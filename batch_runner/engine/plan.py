@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from .jobs import Job
-from .state import (
+from ..ledger.state import (
     JobRecord,
     JobRegistered,
     JobReset,
     JobStatus,
     LedgerState,
 )
+from ..manifest.job import Job
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .errors import ProtocolError, redact
+from ..errors import ProtocolError, redact
 
 
 class TaskStatus(StrEnum):

@@ -28,7 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from .errors import (
+from ..errors import (
     DiskFullError,
     DownloadError,
     IntegrityError,

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .errors import printable
-from .ledger import has_ledger, read_ledger
-from .manifest import Manifest
-from .plan import plan_run
-from .pricing import estimate_job_cost
-from .runner import RunResult
-from .state import LedgerState
+from ..engine.plan import plan_run
+from ..engine.runner import RunResult
+from ..errors import printable
+from ..ledger.state import LedgerState
+from ..ledger.store import has_ledger, read_ledger
+from ..manifest.loader import Manifest
+from ..manifest.pricing import estimate_job_cost
 
 #: Failures listed by name in the summary; the rest are counted.
 MAX_LISTED = 20

@@ -11,8 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import BatchRunnerError
+from .. import __version__
+from ..errors import BatchRunnerError
 
 EXIT_CODES_HELP = """\
 exit codes:
@@ -27,8 +27,10 @@ exit codes:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import run_cmd, status_cmd, validate
-    from .sandbox import cli as sandbox_cli
+    from ..sandbox import cli as sandbox_cli
+    from . import run as run_cmd
+    from . import status as status_cmd
+    from . import validate
 
     parser = argparse.ArgumentParser(
         prog="batch-runner",

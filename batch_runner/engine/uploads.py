@@ -10,11 +10,11 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from .client import WiroClient
-from .jobs import Job
-from .ledger import Ledger
-from .retry import RetryPolicy
-from .state import UploadDone
+from ..ledger.state import UploadDone
+from ..ledger.store import Ledger
+from ..manifest.job import Job
+from ..wiro.client import WiroClient
+from ..wiro.retry import RetryPolicy
 
 
 def file_sha256(path: Path) -> str:

@@ -25,7 +25,7 @@ from tenacity import (
 )
 from tenacity.stop import stop_base
 
-from .errors import ApiError, ConcurrencyLimitError, DownloadError, UsageError
+from ..errors import ApiError, ConcurrencyLimitError, DownloadError, UsageError
 
 T = TypeVar("T")
 

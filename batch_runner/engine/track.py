@@ -16,11 +16,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from .client import WiroClient
-from .errors import ApiError, BatchRunnerError
-from .feed import TaskFeed
-from .records import Task
-from .retry import RetryPolicy
+from ..errors import ApiError, BatchRunnerError
+from ..wiro.client import WiroClient
+from ..wiro.feed import TaskFeed
+from ..wiro.records import Task
+from ..wiro.retry import RetryPolicy
 
 
 class TrackingLost(BatchRunnerError):

@@ -15,7 +15,7 @@ from types import TracebackType
 
 from filelock import FileLock, Timeout
 
-from .errors import LockedError
+from ..errors import LockedError
 
 LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.json"

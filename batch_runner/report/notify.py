@@ -13,8 +13,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from .errors import redact
-from .runner import RunResult
+from ..engine.runner import RunResult
+from ..errors import redact
 
 #: Failures listed in the payload; the rest are counted.
 MAX_FAILURES = 100

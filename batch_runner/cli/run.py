@@ -18,23 +18,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from .client import WiroClient
-from .errors import BatchRunnerError, UsageError
-from .manifest import Manifest, load_manifest
-from .notify import notify, summary_payload
-from .options import (
+from ..engine.runner import Runner, RunOptions
+from ..engine.track import PollSchedule
+from ..errors import BatchRunnerError, UsageError
+from ..ledger.shard import check_layout, merged_state, parse_shard, shard_from_env
+from ..ledger.state import LedgerState
+from ..manifest.loader import Manifest, load_manifest
+from ..report.notify import notify, summary_payload
+from ..report.summary import print_dry_run, print_summary
+from ..wiro.client import WiroClient
+from ..wiro.retry import RetryPolicy
+from .args import (
     add_output_flags,
     duration_seconds,
     make_reporter,
     positive_float,
     positive_int,
 )
-from .retry import RetryPolicy
-from .runner import Runner, RunOptions
-from .shard import check_layout, merged_state, parse_shard, shard_from_env
-from .state import LedgerState
-from .summary import print_dry_run, print_summary
-from .tracker import PollSchedule
 
 #: Sandbox timing for ``--sandbox``: quick enough for a demo, every status still visible.
 DEMO_SANDBOX = {"queue_seconds": 0.3, "run_seconds": (1.5, 3.0)}
@@ -178,7 +178,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _exit_codes() -> str:
-    from .cli import EXIT_CODES_HELP
+    from . import EXIT_CODES_HELP
 
     return EXIT_CODES_HELP
 
@@ -216,7 +216,7 @@ async def open_client(args: argparse.Namespace, concurrency: int) -> AsyncIterat
     """The API client: the built-in sandbox with ``--sandbox``, else from the environment."""
     limit = max(64, concurrency * 2 + args.download_concurrency)
     if args.sandbox:
-        from .sandbox import Sandbox, SandboxConfig
+        from ..sandbox import Sandbox, SandboxConfig
 
         config = SandboxConfig(**DEMO_SANDBOX)  # type: ignore[arg-type]
         async with Sandbox(config) as sb:
@@ -303,7 +303,7 @@ def _write_gallery(
 
     The gallery is a convenience: a failure to write it never changes the run's outcome.
     """
-    from .gallery import write_gallery
+    from ..report.gallery import write_gallery
 
     with contextlib.suppress(OSError, BatchRunnerError):
         write_gallery(out_dir, manifest, state=state)

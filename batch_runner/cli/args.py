@@ -6,7 +6,7 @@ import argparse
 import re
 import sys
 
-from .progress import JsonReporter, LineReporter, Reporter
+from ..report.progress import JsonReporter, LineReporter, Reporter
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -54,7 +54,7 @@ def make_reporter(args: argparse.Namespace) -> Reporter:
         return JsonReporter(sys.stderr)
     if args.log_format == "auto" and not args.quiet and sys.stderr.isatty():
         try:
-            from .live import LiveReporter
+            from ..report.live import LiveReporter
         except ImportError:  # pragma: no cover
             pass
         else:

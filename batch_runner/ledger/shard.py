@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import UsageError
-from .jobs import Job
-from .ledger import has_ledger, read_ledger
+from ..errors import UsageError
+from ..manifest.job import Job
 from .state import LedgerState
+from .store import has_ledger, read_ledger
 
 SHARDS_DIR = "shards"
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
