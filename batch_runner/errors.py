@@ -7,7 +7,7 @@ tells the caller what to do next, and carries the process exit code the CLI uses
     ├── UsageError                      exit 2   bad flags or arguments
     ├── ManifestError                   exit 2   the manifest is invalid (carries every issue)
     ├── LockedError                     exit 3   another run holds the output folder
-    ├── StoppedEarly                    exit 4   work left: balance, --max-cost, --deadline
+    ├── TrackingLost                    exit 4   status requests kept failing; the task is kept
     ├── LedgerError                     exit 1   the ledger or journal cannot be read or written
     ├── DownloadError                   exit 1   an output could not be fetched safely
     │   ├── UnsafeDownloadError                  scheme, redirect or name refused
@@ -99,8 +99,12 @@ class LockedError(BatchRunnerError):
     exit_code = 3
 
 
-class StoppedEarly(BatchRunnerError):
-    """The run stopped submitting with work left (balance, cost cap, deadline)."""
+class TrackingLost(BatchRunnerError):
+    """Status requests kept failing for longer than the error budget.
+
+    The task still exists on the service; the job keeps its task id and the next run
+    picks it up. Exit code 4: work is left.
+    """
 
     exit_code = 4
 

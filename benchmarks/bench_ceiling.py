@@ -179,7 +179,7 @@ def _median(runs: list[dict]) -> dict:
 def default_loop() -> str:
     """The loop the CLI uses when BATCH_RUNNER_LOOP is not set ("asyncio" or "uvloop")."""
     sys.path.insert(0, str(ROOT))
-    from batch_runner.cli.run import event_loop_factory
+    from batch_runner.engine.api import event_loop_factory
 
     saved = os.environ.pop("BATCH_RUNNER_LOOP", None)
     try:

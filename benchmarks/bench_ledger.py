@@ -20,16 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from batch_runner.ledger.state import (
-    JobRecord,
+from batch_runner.ledger.events import (
     JobRegistered,
-    JobStatus,
-    LedgerState,
     SavedOutput,
     SubmitIntent,
     Submitted,
     TaskStatusSeen,
 )
+from batch_runner.ledger.state import JobRecord, JobStatus, LedgerState
 from batch_runner.ledger.store import (
     JOURNAL_NAME,
     SNAPSHOT_NAME,

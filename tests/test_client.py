@@ -25,6 +25,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from batch_runner.engine.download import download_verified
 from batch_runner.errors import (
     ApiError,
     AuthError,
@@ -364,11 +365,19 @@ async def test_upload_a_png_and_refuse_a_bad_extension(make: Make, tmp_path: Pat
     assert sb.stats()["uploads"] == 1
 
 
+def fetch(client: WiroClient, url: str, out: Path, size: int | None) -> Any:
+    """An output into ``out/job.mp4`` the way the engine fetches one."""
+    return download_verified(
+        client.session, url, out, "job.mp4", expected_size=size,
+        allow_http=client.allow_http_downloads,
+    )  # fmt: skip
+
+
 async def test_download_full_file_matches_the_served_sha256(make: Make, tmp_path: Path) -> None:
     sb, client = await make(queue_seconds=0, run_seconds=(0, 0))
     task = await wait_terminal(client, (await client.run(MODEL, INPUTS)).taskid)
     [output] = task.outputs
-    result = await client.download(output.url, tmp_path, "job.mp4", expected_size=output.size)
+    result = await fetch(client, output.url, tmp_path, output.size)
     [served] = sb.task_records()[0]["outputs"]
     data = (tmp_path / "job.mp4").read_bytes()
     assert result.size == len(data) == served["size"] == output.size
@@ -383,9 +392,7 @@ async def test_download_resumes_with_range_after_truncation(make: Make, tmp_path
     [output] = task.outputs
     assert output.size is not None
     sb.set_faults(FaultConfig(truncated_download=1.0))
-    exc = await expect(
-        IntegrityError, client.download(output.url, tmp_path, "job.mp4", expected_size=output.size)
-    )
+    exc = await expect(IntegrityError, fetch(client, output.url, tmp_path, output.size))
     assert "cut short" in exc.message
     assert not (tmp_path / "job.mp4").exists()
     [part] = (tmp_path / ".partial").iterdir()
@@ -393,7 +400,7 @@ async def test_download_resumes_with_range_after_truncation(make: Make, tmp_path
     assert 0 < have < output.size
     sb.set_faults(FaultConfig())
     served_before = sb.stats()["bytes_served"]
-    result = await client.download(output.url, tmp_path, "job.mp4", expected_size=output.size)
+    result = await fetch(client, output.url, tmp_path, output.size)
     # only the missing tail travelled: the second request asked for a Range
     assert sb.stats()["bytes_served"] - served_before == output.size - have
     assert result.sha256 == sb.task_records()[0]["outputs"][0]["sha256"]

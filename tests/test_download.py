@@ -27,19 +27,19 @@ import pytest
 from aiohttp import web
 
 import batch_runner
-from batch_runner.errors import (
-    DiskFullError,
-    DownloadError,
-    IntegrityError,
-    UnsafeDownloadError,
-)
-from batch_runner.wiro import download as dl
-from batch_runner.wiro.download import (
+from batch_runner.engine import download as dl
+from batch_runner.engine.download import (
     check_url,
     download_verified,
     output_paths,
     safe_name,
     verify_file,
+)
+from batch_runner.errors import (
+    DiskFullError,
+    DownloadError,
+    IntegrityError,
+    UnsafeDownloadError,
 )
 
 DATA = random.Random(7).randbytes(300_000)
@@ -551,7 +551,7 @@ async def test_disk_full_error(
     def full(fd: int, data: bytes, hasher: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(dl, "_write_all", full)
+    monkeypatch.setattr(dl, "_write_hashed", full)
     with pytest.raises(DiskFullError, match=r"no space left on device while writing job\.mp4 "):
         await fetch(session, host.base + "/file", tmp_path)
     assert not (tmp_path / "job.mp4").exists()
@@ -562,7 +562,7 @@ async def test_cancel_waits_for_the_running_write(
 ) -> None:
     """Cancelling mid-write must not close the descriptor under the writing thread."""
     started, seen = threading.Event(), []
-    real = dl._write_all
+    real = dl._write_hashed
 
     def slow(fd: int, data: bytes, hasher: Any) -> None:
         started.set()
@@ -570,7 +570,7 @@ async def test_cancel_waits_for_the_running_write(
         seen.append(os.fstat(fd).st_size >= 0)  # raises EBADF if closed meanwhile
         real(fd, data, hasher)
 
-    monkeypatch.setattr(dl, "_write_all", slow)
+    monkeypatch.setattr(dl, "_write_hashed", slow)
     task = asyncio.create_task(fetch(session, host.base + "/file", tmp_path))
     await asyncio.to_thread(started.wait, 5)
     task.cancel()
@@ -588,7 +588,7 @@ _LIMITED = """
 import asyncio, resource, signal, sys
 from pathlib import Path
 import aiohttp
-from batch_runner.wiro.download import download_verified
+from batch_runner.engine.download import download_verified
 from batch_runner.errors import DiskFullError
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get EFBIG instead of being killed
 resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))

@@ -26,14 +26,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from batch_runner.ledger.state import (
+from batch_runner.ledger.events import (
     JobCancelled,
     JobFailed,
-    JobRecord,
     JobRegistered,
-    JobStatus,
     JobSucceeded,
-    LedgerState,
     OutputSaved,
     RemoteOutput,
     SavedOutput,
@@ -42,6 +39,7 @@ from batch_runner.ledger.state import (
     TaskDone,
     TaskStatusSeen,
 )
+from batch_runner.ledger.state import JobRecord, JobStatus, LedgerState
 from batch_runner.ledger.store import Ledger, read_ledger
 from batch_runner.manifest.job import Job
 from batch_runner.manifest.loader import Manifest, load_manifest

@@ -24,20 +24,17 @@ from test_state import ledger_events
 from batch_runner._resources import schemas_dir
 from batch_runner.errors import LedgerError
 from batch_runner.ledger import store as ledger_module
-from batch_runner.ledger.state import (
+from batch_runner.ledger.events import (
     Event,
     JobRegistered,
-    JobStatus,
-    LedgerState,
     OutputSaved,
     RunStarted,
     SubmitIntent,
     Submitted,
     TaskDone,
     TaskStatusSeen,
-    TransitionError,
-    apply_event,
 )
+from batch_runner.ledger.state import JobStatus, LedgerState, TransitionError, apply_event
 from batch_runner.ledger.store import (
     JOURNAL_NAME,
     SNAPSHOT_NAME,
@@ -256,7 +253,7 @@ async def test_write_failure_fails_waiters_and_later_records(
     def full(fd: int, data: bytes) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(ledger_module, "_write_all", full)
+    monkeypatch.setattr(ledger_module, "write_all", full)
     with pytest.raises(LedgerError, match="No space"):
         await ledger.record(JobRegistered(job="a", fingerprint="f"))
     with pytest.raises(LedgerError, match="No space"):
@@ -271,7 +268,8 @@ async def test_write_failure_fails_waiters_and_later_records(
 WRITER = """
 import asyncio, os, sys
 from batch_runner.ledger.store import Ledger
-from batch_runner.ledger.state import *
+from batch_runner.ledger.events import *  # noqa: F403
+from batch_runner.ledger.state import *  # noqa: F403
 
 async def job(ledger, i):
     j = f"j{i}"

@@ -7,22 +7,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch_runner.ledger.state import (
+from batch_runner.ledger.events import (
     EVENT_TYPES,
-    IN_FLIGHT,
     RESETS,
-    TERMINAL,
     AttemptFailed,
     Event,
     JobCancelled,
     JobEvent,
     JobFailed,
-    JobRecord,
     JobRegistered,
     JobReset,
-    JobStatus,
     JobSucceeded,
-    LedgerState,
     OutputLost,
     OutputSaved,
     PreviousRun,
@@ -37,13 +32,20 @@ from batch_runner.ledger.state import (
     Submitted,
     TaskDone,
     TaskStatusSeen,
-    TransitionError,
     UploadDone,
+    event_from_dict,
+    event_to_dict,
+)
+from batch_runner.ledger.state import (
+    IN_FLIGHT,
+    TERMINAL,
+    JobRecord,
+    JobStatus,
+    LedgerState,
+    TransitionError,
     apply,
     apply_event,
     counts_by_status,
-    event_from_dict,
-    event_to_dict,
     failures,
     total_cost,
 )

@@ -44,7 +44,7 @@ def test_line_log_and_summary_are_inert(tmp_path: Path) -> None:
 def test_status_table_shows_markup_literally(tmp_path: Path) -> None:
     import asyncio
 
-    from batch_runner.ledger.state import JobFailed, JobRegistered
+    from batch_runner.ledger.events import JobFailed, JobRegistered
     from batch_runner.ledger.store import Ledger
 
     async def make() -> None:

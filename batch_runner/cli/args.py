@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
-
-from ..report.progress import JsonReporter, LineReporter, Reporter
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -46,17 +43,3 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-format", choices=("auto", "text", "json"), default="auto",
                         help="progress on stderr: live display on a terminal (auto), "
                         "timestamped lines (text) or one JSON object per event (json)")  # fmt: skip
-
-
-def make_reporter(args: argparse.Namespace) -> Reporter:
-    """A live display on a terminal, plain lines otherwise, JSON lines on request."""
-    if args.log_format == "json":
-        return JsonReporter(sys.stderr)
-    if args.log_format == "auto" and not args.quiet and sys.stderr.isatty():
-        try:
-            from ..report.live import LiveReporter
-        except ImportError:  # pragma: no cover
-            pass
-        else:
-            return LiveReporter()
-    return LineReporter(sys.stderr, quiet=args.quiet)

@@ -1,43 +1,28 @@
-"""``batch-runner run``: parse the flags, build the parts, hand over to the runner.
+"""``batch-runner run``: flags in, :func:`batch_runner.engine.api.run` out, then the gallery,
+the summary and the notification.
 
-Signals: the first SIGINT or SIGTERM stops submitting and cancels the run; every durable
-step is already on disk and the ledger is snapshotted on the way out (exit 130 or 143).
-A second signal exits at once: the fsync'd journal still lets the next run resume.
+Signals are the library's (``handle_signals=True``): the first SIGINT or SIGTERM stops the run
+with everything durable on disk (exit 130 or 143), a second exits at once.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import dataclasses
-import os
-import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
-from ..engine.runner import Runner, RunOptions
+from ..engine.api import Target, in_loop, prepare, run
+from ..engine.options import RunOptions
 from ..engine.track import PollSchedule
-from ..errors import BatchRunnerError, UsageError
-from ..ledger.shard import check_layout, merged_state, parse_shard, shard_from_env
-from ..ledger.state import LedgerState
-from ..manifest.loader import Manifest, load_manifest
-from ..report.notify import notify, summary_payload
-from ..report.summary import print_dry_run, print_summary
-from ..wiro.client import WiroClient
+from ..errors import UsageError
+from ..manifest.loader import load_manifest
 from ..wiro.retry import RetryPolicy
 from .args import (
     add_output_flags,
     duration_seconds,
-    make_reporter,
     positive_float,
     positive_int,
 )
-
-#: Sandbox timing for ``--sandbox``: quick enough for a demo, every status still visible.
-DEMO_SANDBOX = {"queue_seconds": 0.3, "run_seconds": (1.5, 3.0)}
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -183,19 +168,11 @@ def _exit_codes() -> str:
     return EXIT_CODES_HELP
 
 
-def output_dir_for(manifest: Manifest, out: Path | None) -> Path:
-    if out is not None:
-        return out
-    if manifest.output_dir is not None:
-        return manifest.output_dir
-    return Path("outputs") / manifest.path.stem
-
-
-def options_from_args(args: argparse.Namespace, manifest: Manifest, out_dir: Path) -> RunOptions:
-    concurrency = args.concurrency or manifest.concurrency or 4
+def options_from_args(args: argparse.Namespace) -> RunOptions:
+    """The flags as run settings; what they leave unset the library decides."""
     return RunOptions(
-        out_dir=out_dir,
-        concurrency=concurrency,
+        out_dir=args.out,
+        concurrency=args.concurrency,
         download_concurrency=args.download_concurrency,
         poll=PollSchedule(first=args.poll_interval, cap=max(args.poll_max, args.poll_interval)),
         task_timeout=args.task_timeout,
@@ -211,137 +188,51 @@ def options_from_args(args: argparse.Namespace, manifest: Manifest, out_dir: Pat
     )
 
 
-@contextlib.asynccontextmanager
-async def open_client(args: argparse.Namespace, concurrency: int) -> AsyncIterator[WiroClient]:
-    """The API client: the built-in sandbox with ``--sandbox``, else from the environment."""
-    limit = max(64, concurrency * 2 + args.download_concurrency)
-    if args.sandbox:
-        from ..sandbox import Sandbox, SandboxConfig
-
-        config = SandboxConfig(**DEMO_SANDBOX)  # type: ignore[arg-type]
-        async with Sandbox(config) as sb:
-            client = WiroClient(
-                sb.api_key,
-                sb.api_secret,
-                base_url=sb.base_url,
-                socket_url=sb.socket_url,
-                connection_limit=limit,
-            )
-            async with client:
-                yield client
-        return
-    env = dict(os.environ)
-    if args.api_base:
-        env["WIRO_API_BASE"] = args.api_base
-    if args.socket_url:
-        env["WIRO_SOCKET_URL"] = args.socket_url
-    async with WiroClient.from_env(env, connection_limit=limit) as client:
-        yield client
-
-
-async def _run(
-    args: argparse.Namespace, manifest: Manifest, out_dir: Path, whole: Manifest | None
-) -> int:
-    options = options_from_args(args, manifest, out_dir)
-    reporter = make_reporter(args)
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
-    assert main_task is not None
-    runner_box: dict[str, Runner] = {}
-    signals = {signal.SIGINT: 130, signal.SIGTERM: 143}
-
-    def on_signal(code: int) -> None:
-        runner = runner_box.get("runner")
-        if runner is not None and runner.interrupt_code is not None:
-            os._exit(code)  # second signal: leave now; the journal is durable
-        if runner is not None:
-            runner.interrupt_code = code
-        print(
-            "\nstopping (signal); finished work is recorded. Again to exit at once.",
-            file=sys.stderr,
-        )
-        main_task.cancel()
-
-    for sig, code in signals.items():
-        loop.add_signal_handler(sig, on_signal, code)
-    interrupted: int | None = None
-    try:
-        async with open_client(args, options.concurrency) as client:
-            runner = Runner(manifest, client, options, reporter)
-            runner_box["runner"] = runner
-            try:
-                result = await runner.run()
-            except asyncio.CancelledError:
-                interrupted = runner.interrupt_code or 130
-                result = None
-    except asyncio.CancelledError:
-        interrupted = interrupted or 130
-        result = None
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
-        reporter.close()
-    code = result.exit_code if result is not None else (interrupted or 130)
-    if result is None:
-        print(f"interrupted: re-run the same command to resume ({out_dir}).", file=sys.stderr)
-    else:
-        runner = runner_box["runner"]
-        state = runner.ledger.state if runner.ledger is not None else None
-        if result.changed or not (out_dir / "index.html").exists():
-            _write_gallery(out_dir, manifest, state, whole)
-        print_summary(result, quiet=args.quiet)
-    if args.notify_url:
-        payload = summary_payload(result, exit_code=code, manifest=str(manifest.path))
-        await notify(args.notify_url, payload)
-    return code
-
-
-def _write_gallery(
-    out_dir: Path, manifest: Manifest, state: LedgerState | None, whole: Manifest | None
-) -> None:
-    """The folder's gallery; for a shard, also the folder-wide one merging every shard.
-
-    The gallery is a convenience: a failure to write it never changes the run's outcome.
-    """
-    from ..report.gallery import write_gallery
-
-    with contextlib.suppress(OSError, BatchRunnerError):
-        write_gallery(out_dir, manifest, state=state)
-        if whole is not None:
-            base = out_dir.parent.parent
-            write_gallery(base, whole, state=merged_state(base))
-
-
-def event_loop_factory() -> Any:
-    """The asyncio loop, or uvloop with ``BATCH_RUNNER_LOOP=uvloop`` (``pip install
-    batch-runner[uvloop]``). uvloop is opt-in: benchmarks/bench_ceiling.py measured no gain
-    for this workload (0.94-0.98x jobs/s), the runner's own Python work dominates."""
-    if os.environ.get("BATCH_RUNNER_LOOP", "").lower() != "uvloop":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        raise UsageError(
-            "BATCH_RUNNER_LOOP=uvloop needs uvloop: pip install 'batch-runner[uvloop]'."
-        ) from None
-    return uvloop.new_event_loop
-
-
 def main(args: argparse.Namespace) -> int:
     manifest = load_manifest(args.manifest)
-    out_dir = output_dir_for(manifest, args.out)
-    shard = parse_shard(args.shard) if args.shard else shard_from_env(os.environ, args.shard_count)
-    check_layout(out_dir, shard)
-    whole = manifest if shard is not None else None
-    if shard is not None:
-        manifest = dataclasses.replace(manifest, jobs=shard.select(manifest.jobs))
-        out_dir = shard.folder(out_dir)
+    target = prepare(manifest, out_dir=args.out, shard=args.shard, shard_count=args.shard_count)
     if args.sandbox and (args.api_base or args.socket_url):
         raise UsageError(
             "--sandbox runs against the built-in sandbox; drop --api-base/--socket-url."
         )
     if args.dry_run:
-        print_dry_run(manifest, out_dir, retry_failed=args.retry_failed)
+        from ..report.summary import print_dry_run
+
+        print_dry_run(target.manifest, target.out_dir, retry_failed=args.retry_failed)
         return 0
-    with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
-        return runner.run(_run(args, manifest, out_dir, whole))
+    return in_loop(_run(args, target))
+
+
+async def _run(args: argparse.Namespace, target: Target) -> int:
+    from ..report.gallery import write_run_gallery
+    from ..report.notify import notify, summary_payload
+    from ..report.progress import reporter_for
+    from ..report.summary import print_summary
+
+    reporter = reporter_for(args.log_format, quiet=args.quiet)
+    try:
+        result = await run(
+            target,
+            options=options_from_args(args),
+            sandbox=args.sandbox,
+            api_base=args.api_base,
+            socket_url=args.socket_url,
+            reporter=reporter,
+            handle_signals=True,
+        )
+    finally:
+        reporter.close()
+    if result.interrupted:
+        print(
+            f"interrupted: re-run the same command to resume ({target.out_dir}).",
+            file=sys.stderr,
+        )
+    else:
+        write_run_gallery(result)
+        print_summary(result, quiet=args.quiet)
+    if args.notify_url:
+        payload = summary_payload(
+            result, exit_code=result.exit_code, manifest=str(target.manifest.path)
+        )
+        await notify(args.notify_url, payload)
+    return result.exit_code

@@ -1,32 +1,11 @@
-"""``batch-runner status DIR`` and ``batch-runner cancel DIR``.
-
-``status`` only reads: it replays the snapshot and journal in memory, takes no lock and
-writes nothing, so it works while a run is active and after a ``kill -9``.
-"""
+"""``batch-runner status DIR`` and ``batch-runner cancel DIR``: flags in, library calls out."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
-import sys
-import time
 from pathlib import Path
-from typing import Any
-
-from ..errors import ApiError, UsageError, printable
-from ..ledger.lock import RunLock, holder_info, is_locked
-from ..ledger.shard import existing_shards
-from ..ledger.state import (
-    JobCancelled,
-    JobStatus,
-    LedgerState,
-    counts_by_status,
-    failures,
-    total_cost,
-)
-from ..ledger.store import Ledger, has_ledger, read_ledger
-from ..wiro.records import QUEUED_STATUSES
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,200 +20,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     c.set_defaults(func=cancel_main)
 
 
-def _stamp(ts: float | None) -> str | None:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
-
-
-def folder_data(out_dir: Path) -> dict[str, Any]:
-    """One ledger folder's figures, as plain JSON values."""
-    state = read_ledger(out_dir)
-    active = is_locked(out_dir)
-    runs = state.runs
-    return {
-        "out_dir": str(out_dir),
-        "active": active,
-        "active_pid": (holder_info(out_dir) or {}).get("pid") if active else None,
-        "jobs": len(state.jobs),
-        "counts": counts_by_status(state),
-        "spent_usd": round(total_cost(state), 6),
-        "started_at": _stamp(runs[0].started_at) if runs else None,
-        "last_run_started_at": _stamp(runs[-1].started_at) if runs else None,
-        "last_run_ended_at": _stamp(runs[-1].ended_at) if runs else None,
-        "last_exit_code": runs[-1].exit_code if runs else None,
-        "runs": len(runs),
-        "failures": [
-            {"job": r.job_id, "status": r.status.value, "error": r.error, "taskid": r.taskid}
-            for r in failures(state)
-        ],
-    }
-
-
-def status_data(out_dir: Path) -> dict[str, Any]:
-    """Everything ``status`` shows; a sharded folder is merged, with one row per shard."""
-    shards = existing_shards(out_dir)
-    if not shards:
-        if not has_ledger(out_dir):
-            raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
-        return folder_data(out_dir)
-    count = max(s.count for s in shards)
-    rows = []
-    for shard in shards:
-        folder = shard.folder(out_dir)
-        row = folder_data(folder) if has_ledger(folder) else None
-        rows.append({"shard": shard.folder_name, "index": shard.index, "reported": row is not None,
-                     **(row or {"active": is_locked(folder)})})  # fmt: skip
-    present = {s.index for s in shards if s.count == count}
-    missing = [f"{i}-of-{count}" for i in range(count) if i not in present]
-    reported = [r for r in rows if r["reported"]]
-    merged_counts: dict[str, int] = {}
-    for row in reported:
-        for name, value in row["counts"].items():
-            merged_counts[name] = merged_counts.get(name, 0) + value
-    starts = [r["started_at"] for r in reported if r["started_at"]]
-    ends = [r["last_run_ended_at"] for r in reported if r["last_run_ended_at"]]
-    return {
-        "out_dir": str(out_dir),
-        "sharded": True,
-        "shard_count": count,
-        "shards": rows,
-        "shards_not_reported": missing + [r["shard"] for r in rows if not r["reported"]],
-        "shards_active": [r["shard"] for r in rows if r["active"]],
-        "active": any(r["active"] for r in rows),
-        "active_pid": None,
-        "jobs": sum(r["jobs"] for r in reported),
-        "counts": merged_counts,
-        "spent_usd": round(sum(r["spent_usd"] for r in reported), 6),
-        "started_at": min(starts) if starts else None,
-        "last_run_started_at": None,
-        "last_run_ended_at": max(ends) if ends else None,
-        "last_exit_code": None,
-        "runs": sum(r["runs"] for r in reported),
-        "failures": [{**f, "shard": r["shard"]} for r in reported for f in r["failures"]],
-    }
-
-
 def status_main(args: argparse.Namespace) -> int:
+    from ..report.status import print_status, status_data
+
     data = status_data(args.out_dir)
     if args.json:
         print(json.dumps(data, indent=2))
         return 0
-    _print_table(data)
+    print_status(data)
     return 0
 
 
-def _print_table(data: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(highlight=False, soft_wrap=True)
-    state = "a run is active now" + (f" (pid {data['active_pid']})" if data["active_pid"] else "")
-    console.print(
-        f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
-        f"{state if data['active'] else 'no run active'}"
-    )
-    if data.get("sharded"):
-        _print_shards(console, data)
-    table = Table(show_header=True, header_style="bold")
-    table.add_column("status")
-    table.add_column("jobs", justify="right")
-    for name, count in data["counts"].items():
-        if count:
-            table.add_row(name, str(count))
-    console.print(table)
-    console.print(
-        f"spent ${data['spent_usd']:.2f}; runs: {data['runs']}; first started "
-        f"{data['started_at'] or '-'}; last ended {data['last_run_ended_at'] or '-'} "
-        f"(exit {data['last_exit_code'] if data['last_exit_code'] is not None else '-'})"
-    )
-    if data["failures"]:
-        fail = Table(show_header=True, header_style="bold", title="failed or cancelled")
-        fail.add_column("job")
-        fail.add_column("status")
-        fail.add_column("reason")
-        for row in data["failures"][:50]:
-            # Service text is shown as-is: no rich markup, no terminal control characters.
-            fail.add_row(row["job"], row["status"], Text(printable(row["error"] or "")))
-        console.print(fail)
-        if len(data["failures"]) > 50:
-            console.print(f"... and {len(data['failures']) - 50} more (--json lists all)")
-
-
-def _print_shards(console: Any, data: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(show_header=True, header_style="bold", title=f"{data['shard_count']} shards")
-    for name in ("shard", "jobs", "succeeded", "failed", "in progress", "active", "last exit"):
-        table.add_column(name)
-    for row in data["shards"]:
-        if not row["reported"]:
-            table.add_row(row["shard"], "-", "-", "-", "-", "yes" if row["active"] else "no", "-")
-            continue
-        counts = row["counts"]
-        busy = row["jobs"] - counts.get("succeeded", 0) - counts.get("failed", 0)
-        busy -= counts.get("cancelled", 0)
-        exit_code = row["last_exit_code"]
-        table.add_row(
-            row["shard"], str(row["jobs"]), str(counts.get("succeeded", 0)),
-            str(counts.get("failed", 0) + counts.get("cancelled", 0)), str(busy),
-            "yes" if row["active"] else "no", "-" if exit_code is None else str(exit_code),
-        )  # fmt: skip
-    console.print(table)
-    if data["shards_not_reported"]:
-        console.print("not reported yet: " + ", ".join(data["shards_not_reported"]))
-
-
 def cancel_main(args: argparse.Namespace) -> int:
-    return asyncio.run(_cancel(args))
+    from ..engine.cancel import cancel
 
-
-async def _cancel(args: argparse.Namespace) -> int:
-    import os
-
-    from ..wiro.client import WiroClient
-
-    out_dir: Path = args.out_dir
-    if not has_ledger(out_dir):
-        raise UsageError(f"{out_dir} holds no ledger: is it a batch-runner output folder?")
-    env = dict(os.environ)
-    if args.api_base:
-        env["WIRO_API_BASE"] = args.api_base
-    with RunLock(out_dir):
-        ledger = Ledger.open(out_dir)
-        try:
-            async with WiroClient.from_env(env) as client:
-                stopped, failed = await _cancel_all(client, ledger.state, ledger)
-        finally:
-            await ledger.close()
+    stopped, failed = asyncio.run(cancel(args.out_dir, api_base=args.api_base))
     print(
         f"cancelled {stopped} tasks in flight"
         + (f"; {failed} could not be stopped" if failed else "")
     )
     return 0 if not failed else 1
-
-
-async def _cancel_all(client: Any, state: LedgerState, ledger: Ledger) -> tuple[int, int]:
-    stopped = failed = 0
-    for record in list(state.jobs.values()):
-        if record.status not in (JobStatus.QUEUED, JobStatus.RUNNING) or not record.taskid:
-            continue
-        try:
-            if record.service_status in QUEUED_STATUSES or record.status == JobStatus.QUEUED:
-                try:
-                    await client.cancel(record.taskid)
-                except ApiError:
-                    await client.kill(taskid=record.taskid)
-            else:
-                await client.kill(taskid=record.taskid)
-        except ApiError as exc:
-            failed += 1
-            print(
-                f"{record.job_id}: task {record.taskid} could not be stopped: {exc.message}",
-                file=sys.stderr,
-            )
-            continue
-        await ledger.record(
-            JobCancelled(job=record.job_id, error="cancelled by the user (batch-runner cancel)")
-        )
-        stopped += 1
-    return stopped, failed

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..errors import ManifestError
-from ..manifest.loader import Manifest, load_manifest
-from ..manifest.pricing import PRICES_USD, estimate_job_cost, quality_and_duration
-
-_QUALITY_ORDER = {quality: n for n, (quality, _d) in enumerate(PRICES_USD)}
+from ..manifest.loader import load_manifest
+from ..report.summary import manifest_summary
 
 
 def register(subparsers: Any) -> None:
@@ -35,28 +32,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def summary(display: str, manifest: Manifest) -> str:
-    """``demo.yaml: 5 jobs, model X, 540p/5s x5, estimated $2.25``: one line, for people."""
-    counts: Counter[tuple[str, str]] = Counter()
-    total = 0.0
-    unpriced = 0
-    for job in manifest.jobs:
-        counts[quality_and_duration(job.inputs)] += 1
-        cost = estimate_job_cost(job.inputs)
-        if cost is None:
-            unpriced += 1
-        else:
-            total += cost
-    order = sorted(counts, key=lambda qd: (_QUALITY_ORDER.get(qd[0], 99), qd[0], qd[1]))
-    mix = ", ".join(f"{q}/{d}s x{counts[(q, d)]:,}" for q, d in order)
-    n = len(manifest.jobs)
-    cost_text = f"estimated ${total:,.2f}"
-    if unpriced:
-        cost_text += f" (+{unpriced:,} jobs without a known price)"
-    jobs = f"{n:,} job{'s' if n != 1 else ''}"
-    return f"{display}: {jobs}, model {manifest.model}, {mix}, {cost_text}"
-
-
 def run(args: argparse.Namespace) -> int:
     """Validate each manifest given; the exit code is 2 if any is invalid."""
     failed = 0
@@ -69,5 +44,5 @@ def run(args: argparse.Namespace) -> int:
                 print(issue, file=sys.stderr)
             print(f"error: {exc.message}", file=sys.stderr)
             continue
-        print(summary(str(path), manifest))
+        print(manifest_summary(str(path), manifest))
     return 2 if failed else 0

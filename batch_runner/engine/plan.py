@@ -18,13 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ..ledger.state import (
-    JobRecord,
-    JobRegistered,
-    JobReset,
-    JobStatus,
-    LedgerState,
-)
+from ..ledger.events import JobRegistered, JobReset
+from ..ledger.state import JobRecord, JobStatus, LedgerState
 from ..manifest.job import Job
 
 

@@ -5,16 +5,24 @@ leaves a job whose task may exist on the service. Before such a job is submitted
 the project's recent tasks (``/Task/List``, newest first) are matched against it: same
 model inputs, created no earlier than the recorded intent (minus clock skew), not already
 owned by another job. Identical jobs each claim a different task, so two intentionally
-identical rows stay two jobs. Matching is pure; only :func:`recent_tasks` does I/O.
+identical rows stay two jobs. Matching is pure; :func:`recent_tasks` and the
+:class:`Reconciler` stage around it do the I/O and record what was found.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from ..errors import ApiError, AuthError
+from ..ledger.events import Reconciled
 from ..wiro.client import WiroClient
 from ..wiro.records import Task
+from .context import RunContext
+from .plan import Plan
+from .uploads import Uploader
 
 #: How far the service's clock may lag ours when comparing creation times (seconds).
 CLOCK_SKEW = 300.0
@@ -97,3 +105,101 @@ async def recent_tasks(client: WiroClient, since: float, *, model: str | None = 
             break
         start += len(page.tasks)
     return found
+
+
+class Reconciler:
+    """Settles uncertain ``/Run`` calls: each job is found on the service (and tracked) or
+    known to have created nothing (and submitted); never submitted blindly.
+
+    ``owned`` holds every task id some job of the folder already claims, so a search never
+    hands one job another's task. ``unresolved`` holds the jobs ``/Task/List`` could not
+    settle in this run: they are neither tracked nor submitted, and the run exits 4.
+    """
+
+    def __init__(self, ctx: RunContext, uploader: Uploader) -> None:
+        self.ctx = ctx
+        self.uploader = uploader
+        self.owned: set[str] = set()
+        self.unresolved: set[str] = set()
+        self.count = 0
+
+    def claim_recorded(self) -> None:
+        """Every task id the ledger holds, current or earlier, is owned by its job."""
+        for record in self.ctx.ledger.state.jobs.values():
+            if record.taskid:
+                self.owned.add(record.taskid)
+            self.owned.update(record.history)
+
+    async def at_start(self, plan: Plan) -> None:
+        """Settle every uncertain /Run of an earlier run before anything is submitted."""
+        self.ctx.say(
+            "resume",
+            message=f"reconciling {len(plan.reconcile)} uncertain submissions through /Task/List",
+        )
+        found = await self.find(plan.reconcile)
+        if found is None:
+            return  # left unresolved: neither tracked nor submitted in this run
+        for job_id in plan.reconcile:
+            (plan.track if found.get(job_id) else plan.submit).append(job_id)
+
+    async def after_ambiguous(self, job_id: str) -> bool | None:
+        """After an ambiguous /Run: True if the service shows its task (now tracked), False
+        if it certainly has none, None if that could not be checked."""
+        await asyncio.sleep(self.ctx.options.reconcile_delay)
+        found = await self.find([job_id])
+        return None if found is None else found.get(job_id, False)
+
+    async def find(self, job_ids: list[str]) -> dict[str, bool] | None:
+        """Search /Task/List for the given uncertain jobs and record what was found.
+
+        None when the list cannot be read: those jobs stay unresolved (never resubmitted
+        blindly), the other jobs go on, and the run ends with exit 4.
+        """
+        ctx = self.ctx
+        records = [ctx.record_of(j) for j in job_ids]
+        since = min((r.submitted_at or r.updated_at or time.time()) for r in records)
+        try:
+            tasks = await ctx.options.policy.call(lambda: recent_tasks(ctx.client, since))
+        except AuthError:
+            raise
+        except ApiError as exc:
+            self.unresolved.update(job_ids)
+            for job_id in job_ids:
+                ctx.say(
+                    "error", job_id,
+                    f"cannot check whether an uncertain /Run created a task: /Task/List "
+                    f"failed ({exc.message}); the job is left unresolved so it is not paid "
+                    "twice; re-run later to settle it",
+                    level="error",
+                )  # fmt: skip
+            return None
+        candidates = [
+            Candidate(r.job_id, self.sent_inputs(r.job_id), r.submitted_at or since)
+            for r in records
+            if r.job_id in ctx.jobs
+        ]
+        out: dict[str, bool] = {}
+        for job_id, task in match(candidates, tasks, owned=self.owned).items():
+            self.count += 1
+            if task is None:
+                await ctx.record(Reconciled(job=job_id))
+                out[job_id] = False
+            else:
+                token = task.tasktoken or None
+                await ctx.record(Reconciled(job=job_id, taskid=task.id, tasktoken=token))
+                self.owned.add(task.id)
+                out[job_id] = True
+        return out
+
+    def sent_inputs(self, job_id: str) -> dict[str, str]:
+        """The inputs the job's /Run carried, as far as they can be known: a local image's
+        URL only once its upload is recorded."""
+        job = self.ctx.jobs[job_id]
+        inputs = dict(job.inputs)
+        if job.image is not None:
+            url = self.ctx.ledger.state.uploads.get(self.uploader.digest(job))
+            if url:
+                inputs["inputImageUrl"] = url
+            else:
+                inputs.pop("inputImageUrl", None)
+        return inputs

@@ -16,21 +16,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from ..errors import ApiError, BatchRunnerError
+from ..errors import ApiError, TrackingLost
 from ..wiro.client import WiroClient
 from ..wiro.feed import TaskFeed
 from ..wiro.records import Task
 from ..wiro.retry import RetryPolicy
-
-
-class TrackingLost(BatchRunnerError):
-    """Status requests kept failing for longer than the error budget.
-
-    The task still exists on the service; the job keeps its task id and the next run
-    picks it up. Exit code 4: work is left.
-    """
-
-    exit_code = 4
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,9 @@ import asyncio
 import hashlib
 from pathlib import Path
 
-from ..ledger.state import UploadDone
-from ..ledger.store import Ledger
+from ..ledger.events import UploadDone
 from ..manifest.job import Job
-from ..wiro.client import WiroClient
-from ..wiro.retry import RetryPolicy
+from .context import RunContext
 
 
 def file_sha256(path: Path) -> str:
@@ -28,10 +26,8 @@ def file_sha256(path: Path) -> str:
 class Uploader:
     """Uploads each distinct local image once per folder, concurrently safe."""
 
-    def __init__(self, client: WiroClient, ledger: Ledger, policy: RetryPolicy) -> None:
-        self.client = client
-        self.ledger = ledger
-        self.policy = policy
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
         self._digests: dict[Path, str] = {}
         self._inflight: dict[str, asyncio.Future[str]] = {}
         self.uploads = 0
@@ -48,7 +44,7 @@ class Uploader:
         """The service URL of the job's local image, uploading it when it is new."""
         assert job.image is not None
         key = await asyncio.to_thread(self.digest, job)
-        known = self.ledger.state.uploads.get(key)
+        known = self.ctx.ledger.state.uploads.get(key)
         if known:
             return known
         pending = self._inflight.get(key)
@@ -58,8 +54,9 @@ class Uploader:
         self._inflight[key] = future
         try:
             image = job.image
-            uploaded = await self.policy.call(lambda: self.client.upload(image))
-            await self.ledger.record(
+            client = self.ctx.client
+            uploaded = await self.ctx.options.policy.call(lambda: client.upload(image))
+            await self.ctx.record(
                 UploadDone(path=str(image.name), sha256=key, url=uploaded.url, job=job.id)
             )
             self.uploads += 1

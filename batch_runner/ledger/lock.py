@@ -16,9 +16,7 @@ from types import TracebackType
 from filelock import FileLock, Timeout
 
 from ..errors import LockedError
-
-LOCK_NAME = ".lock"
-HOLDER_NAME = ".lock.json"
+from .layout import HOLDER_NAME, LOCK_NAME
 
 
 def holder_info(out_dir: Path) -> dict[str, object] | None:

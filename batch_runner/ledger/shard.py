@@ -14,13 +14,20 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from ..errors import UsageError
-from ..manifest.job import Job
+from .layout import SHARDS_DIR
 from .state import LedgerState
 from .store import has_ledger, read_ledger
 
-SHARDS_DIR = "shards"
+
+class _HasId(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+J = TypeVar("J", bound=_HasId)
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 _FOLDER = re.compile(r"^(\d+)-of-(\d+)$")
 
@@ -54,7 +61,7 @@ class Shard:
     def owns(self, job_id: str) -> bool:
         return shard_of(job_id, self.count) == self.index
 
-    def select(self, jobs: Iterable[Job]) -> tuple[Job, ...]:
+    def select(self, jobs: Iterable[J]) -> tuple[J, ...]:
         return tuple(job for job in jobs if self.owns(job.id))
 
 

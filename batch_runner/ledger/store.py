@@ -21,74 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
 
+from .._files import PRIVATE_MODE, atomic_write, create_private, fsync_dir, gc_paused, write_all
 from ..errors import LedgerError
-from .state import (
-    Event,
-    JobRecord,
-    LedgerState,
-    RunInfo,
-    TransitionError,
-    apply_event,
-    event_from_dict,
-    event_to_dict,
-)
+from .events import Event, event_from_dict, event_to_dict
+from .layout import JOURNAL_NAME, SNAPSHOT_NAME
+from .state import JobRecord, LedgerState, RunInfo, TransitionError, apply_event
 
-SNAPSHOT_NAME = "ledger.json"
-JOURNAL_NAME = "journal.jsonl"
 VERSION = 1
-FILE_MODE = 0o600
 
 log = logging.getLogger(__name__)
-
-
-# --- files -------------------------------------------------------------------------------
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _create(path: Path, *, append: bool) -> int:
-    """Open for writing, created 0600 (and made 0600 if it existed with another mode)."""
-    mode = os.O_APPEND if append else os.O_TRUNC
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | mode, FILE_MODE)
-    os.fchmod(fd, FILE_MODE)
-    return fd
-
-
-def _atomic_write(directory: Path, name: str, data: bytes) -> None:
-    tmp = directory / f".{name}.tmp"
-    fd = _create(tmp, append=False)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, directory / name)
-    _fsync_dir(directory)
 
 
 # --- snapshot and journal formats ----------------------------------------------------------
@@ -208,19 +160,7 @@ class _Loaded(NamedTuple):
     torn: int  # bytes of torn tail in the journal
 
 
-@contextlib.contextmanager
-def _no_gc() -> Iterator[None]:
-    """Pause the cyclic GC while building 100,000s of acyclic records: halves open time."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-@_no_gc()
+@gc_paused()
 def _load(directory: Path) -> _Loaded:
     """Snapshot + journal, writing nothing."""
     snapshot, journal = directory / SNAPSHOT_NAME, directory / JOURNAL_NAME
@@ -284,12 +224,12 @@ def restore(directory: str | os.PathLike[str]) -> LedgerState:
             )
         if loaded.journal or not loaded.snapshot:
             payload = snapshot_payload(loaded.state)
-            _atomic_write(directory, SNAPSHOT_NAME, encode_snapshot(payload))
+            atomic_write(directory, SNAPSHOT_NAME, encode_snapshot(payload))
             with contextlib.suppress(FileNotFoundError):
                 (directory / JOURNAL_NAME).unlink()
-            _fsync_dir(directory)
-        elif (directory / SNAPSHOT_NAME).stat().st_mode & 0o777 != FILE_MODE:
-            os.chmod(directory / SNAPSHOT_NAME, FILE_MODE)
+            fsync_dir(directory)
+        elif (directory / SNAPSHOT_NAME).stat().st_mode & 0o777 != PRIVATE_MODE:
+            os.chmod(directory / SNAPSHOT_NAME, PRIVATE_MODE)
         for name in (SNAPSHOT_NAME, JOURNAL_NAME):  # leftovers of a killed compaction
             with contextlib.suppress(FileNotFoundError):
                 (directory / f".{name}.tmp").unlink()
@@ -327,8 +267,8 @@ class Ledger:
         self._state = state
         self._compact_every = compact_every
         self._compact_interval = compact_interval
-        self._fd = _create(directory / JOURNAL_NAME, append=True)
-        _fsync_dir(directory)
+        self._fd = create_private(directory / JOURNAL_NAME, append=True)
+        fsync_dir(directory)
         self._io_lock = threading.Lock()  # journal writes and rotation
         self._snap_lock = threading.Lock()  # snapshot files
         self._pending: list[tuple[int, bytes]] = []
@@ -442,7 +382,7 @@ class Ledger:
                 return
             fresh = [item for item in batch if item[0] > self._written_seq]
             if fresh:
-                _write_all(self._fd, b"".join(line for _, line in fresh))
+                write_all(self._fd, b"".join(line for _, line in fresh))
                 self._written_seq = fresh[-1][0]
                 self._writes += 1
                 if self._tail is not None:
@@ -494,12 +434,12 @@ class Ledger:
             if self._closed or not stored:
                 return
             tmp = self.directory / f".{JOURNAL_NAME}.tmp"
-            fd = _create(tmp, append=True)
+            fd = create_private(tmp, append=True)
             try:
-                _write_all(fd, b"".join(line for s, line in tail if s > seq))
+                write_all(fd, b"".join(line for s, line in tail if s > seq))
                 os.fsync(fd)
                 os.replace(tmp, self.directory / JOURNAL_NAME)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             except BaseException:
                 os.close(fd)
                 raise
@@ -511,7 +451,7 @@ class Ledger:
         with self._snap_lock:
             if self._closed or seq <= self._snapshot_seq:
                 return False
-            _atomic_write(self.directory, SNAPSHOT_NAME, data)
+            atomic_write(self.directory, SNAPSHOT_NAME, data)
             self._snapshot_seq = seq
             self._snapshots += 1
             return True
@@ -526,7 +466,7 @@ class Ledger:
             os.close(self._fd)
             with contextlib.suppress(FileNotFoundError):
                 (self.directory / JOURNAL_NAME).unlink()
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
             self._synced_seq = self._written_seq = self._state.seq
 
     async def close(self) -> None:

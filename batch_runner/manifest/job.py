@@ -18,6 +18,8 @@ from typing import Any
 
 import orjson
 
+from ..ledger.layout import RESERVED_IDS
+
 #: A job id: 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, not
 #: ending with '.', no '..'. Kept identical to ``$defs.job_id`` in manifest.schema.json
 #: (a test checks it).
@@ -30,8 +32,6 @@ _WINDOWS_DEVICES = frozenset(
     | {f"com{i}" for i in range(1, 10)}
     | {f"lpt{i}" for i in range(1, 10)}
 )
-#: Names the output folder uses for itself (see docs/DESIGN.md); a job may not take them.
-RESERVED_IDS = frozenset({"ledger.json", "journal.jsonl", "index.html"})
 #: Characters of the content hash in a derived id: 48 bits, so 100,000 jobs that share a
 #: prompt slug collide with odds of about 1 in 50,000 (and a collision is still resolved).
 HASH_CHARS = 12

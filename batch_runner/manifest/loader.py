@@ -10,15 +10,13 @@ this module adds what a schema cannot say: unique ids, local images, data files,
 from __future__ import annotations
 
 import copy
-import gc
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .._files import gc_paused
 from .._resources import schemas_dir
 from ..errors import ManifestError
 from .builder import MAX_ISSUES, Axis, Files, Issues, JobBuilder, JobContext, ModelSpec
@@ -108,18 +106,6 @@ def _model_spec(model: str) -> ModelSpec:
         separable=all(k in _SEPARABLE_KEYWORDS or k.startswith("x-") for k in schema),
         bounds=numeric_string_bounds(schema),
     )
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: its passes over 100,000s of fresh acyclic objects cost seconds."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _locate(root: Any, path: Any) -> int:
@@ -399,5 +385,5 @@ def load_manifest(path: Path) -> Manifest:
     against the manifest's folder, never the current directory. Messages name ``path`` as
     given, so they are clickable where the user typed it.
     """
-    with _gc_paused():
+    with gc_paused():
         return _Loader(Path(path)).load()

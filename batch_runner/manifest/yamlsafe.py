@@ -18,7 +18,6 @@ aliases is refused before anyone expands it. Merge keys (``<<: *base``) work as 
 
 from __future__ import annotations
 
-import gc
 import re
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -28,6 +27,8 @@ from yaml import events as ev
 from yaml.constructor import SafeConstructor
 from yaml.nodes import ScalarNode
 from yaml.resolver import Resolver
+
+from .._files import gc_paused
 
 #: Deepest nesting accepted; real manifests use four or five levels.
 MAX_DEPTH = 64
@@ -385,17 +386,13 @@ def load_yaml(text: str) -> YamlResult:
     because its passes over the growing, cycle-free result dominate the cost otherwise.
     """
     builder = _Builder()
-    was_enabled = gc.isenabled()
-    gc.disable()
     try:
-        _parse(text, builder)
+        with gc_paused():
+            _parse(text, builder)
     except _Fatal as exc:
         return YamlResult(None, [*builder.issues, exc.issue], fatal=True)
     except yaml.YAMLError as exc:
         return YamlResult(None, [*builder.issues, _yaml_error_issue(exc)], fatal=True)
-    finally:
-        if was_enabled:
-            gc.enable()
     limit = builder.nodes * ALIAS_FACTOR + ALIAS_ALLOWANCE
     if builder.expanded > limit:
         size, name, line = builder.biggest_alias

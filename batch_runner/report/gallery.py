@@ -26,7 +26,6 @@ import base64
 import contextlib
 import hashlib
 import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -34,13 +33,16 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
+from .._files import atomic_write
+from ..engine.result import RunResult
+from ..errors import BatchRunnerError
+from ..ledger.layout import GALLERY_NAME
+from ..ledger.shard import merged_state
 from ..ledger.state import IN_FLIGHT, JobRecord, JobStatus, LedgerState, total_cost
 from ..ledger.store import read_ledger
 from ..manifest.job import Job
 from ..manifest.loader import Manifest
 
-#: The gallery's file name inside the output folder (a reserved job id, see jobs.py).
-GALLERY_NAME = "index.html"
 #: Cards whose image and videos are in the HTML; later cards get them when scrolled to.
 EAGER_CARDS = 50
 #: Cards in the live page; the rest wait in inert ``<template>`` chunks of this size, added
@@ -164,20 +166,26 @@ def write_gallery(
     if state is None:
         state = read_ledger(out_dir)
     data = render_gallery(out_dir, state, manifest).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".html.tmp", dir=out_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # no secrets inside; readable like the videos beside it
-        target = out_dir / GALLERY_NAME
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    return target
+    # No secrets inside: readable like the videos beside it.
+    return atomic_write(out_dir, GALLERY_NAME, data, mode=0o644)
+
+
+def write_run_gallery(result: RunResult) -> Path | None:
+    """The gallery after a run: the folder's (when the run changed anything or there is none
+    yet) and, for one shard of many, the folder-wide page merging every shard.
+
+    The gallery is a convenience: a failure to write it never changes the run's outcome, so
+    it is swallowed here (None when nothing was written).
+    """
+    if result.interrupted or not (result.changed or not (result.out_dir / GALLERY_NAME).exists()):
+        return None
+    written = None
+    with contextlib.suppress(OSError, BatchRunnerError):
+        written = write_gallery(result.out_dir, result.manifest, state=result.state)
+        if result.shard_base is not None and result.whole is not None:
+            base = result.shard_base
+            written = write_gallery(base, result.whole, state=merged_state(base))
+    return written
 
 
 def render_gallery(

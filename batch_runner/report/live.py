@@ -18,8 +18,8 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from ..engine.reporting import RunEvent
 from ..errors import printable
-from .progress import RunEvent
 
 _DONE = ("succeeded", "failed", "cancelled")
 #: Shown in this order; the ledger's statuses grouped as a person thinks of them.

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..engine.runner import RunResult
+from ..engine.result import RunResult
 from ..errors import redact
 
 #: Failures listed in the payload; the rest are counted.
@@ -28,7 +28,7 @@ def summary_payload(result: RunResult | None, *, exit_code: int, manifest: str) 
         "manifest": manifest,
         "exit_code": exit_code,
     }
-    if result is None:
+    if result is None or result.interrupted:
         body["interrupted"] = True
         return body
     body.update(

@@ -1,43 +1,22 @@
-"""What a run tells the people watching it.
+"""Reporters for logs: plain timestamped lines (cron, CI, pipes) and one JSON object per line.
 
-The runner emits :class:`RunEvent` values to a :class:`Reporter`; the reporter chooses the
-form: plain timestamped lines (cron, CI, pipes), one JSON object per line, or a live rich
-display on a terminal. Reporters never see credentials: events carry job ids, task ids,
-counts and the service's own error texts, which :func:`~batch_runner.errors.redact` scrubs.
+They implement :class:`~batch_runner.engine.reporting.Reporter`; the live terminal display is
+:mod:`batch_runner.report.live`. Text from the service is shown through
+:func:`~batch_runner.errors.printable`: redacted, control characters made visible.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
-from typing import Any, Protocol, TextIO
+from typing import Any, TextIO
 
 import orjson
 
+from ..engine.reporting import Reporter, RunEvent
 from ..errors import printable
 
-
-@dataclass(frozen=True, slots=True)
-class RunEvent:
-    """One thing that happened: ``kind`` names it, ``job`` is the job id when there is one."""
-
-    kind: str
-    job: str | None = None
-    message: str = ""
-    level: str = "info"
-    data: dict[str, Any] = field(default_factory=dict)
-    at: float = field(default_factory=time.time)
-
-
-class Reporter(Protocol):
-    """Receives run events and periodic snapshots of the counts."""
-
-    def event(self, event: RunEvent) -> None: ...
-
-    def update(self, counts: dict[str, int], *, total: int, spent: float) -> None: ...
-
-    def close(self) -> None: ...
+__all__ = ["JsonReporter", "LineReporter", "Reporter", "RunEvent", "reporter_for"]
 
 
 #: Events worth a line in plain mode (others only update the counts).
@@ -140,3 +119,18 @@ class JsonReporter:
 
     def close(self) -> None:
         self.stream.flush()
+
+
+def reporter_for(log_format: str = "auto", *, quiet: bool = False) -> Reporter:
+    """A live display when stderr is a terminal (``auto``), plain timestamped lines
+    otherwise (``text``), one JSON object per event on request (``json``)."""
+    if log_format == "json":
+        return JsonReporter(sys.stderr)
+    if log_format == "auto" and not quiet and sys.stderr.isatty():
+        try:
+            from .live import LiveReporter
+        except ImportError:  # pragma: no cover
+            pass
+        else:
+            return LiveReporter()
+    return LineReporter(sys.stderr, quiet=quiet)

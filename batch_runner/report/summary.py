@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
 from ..engine.plan import plan_run
-from ..engine.runner import RunResult
+from ..engine.result import RunResult
 from ..errors import printable
 from ..ledger.state import LedgerState
 from ..ledger.store import has_ledger, read_ledger
 from ..manifest.loader import Manifest
-from ..manifest.pricing import estimate_job_cost
+from ..manifest.pricing import PRICES_USD, estimate_job_cost, quality_and_duration
 
 #: Failures listed by name in the summary; the rest are counted.
 MAX_LISTED = 20
+_QUALITY_ORDER = {quality: n for n, (quality, _d) in enumerate(PRICES_USD)}
 
 
 def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None = None) -> None:
@@ -71,3 +73,25 @@ def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> N
         print(f"    submit {job_id}: {quality} {duration}s")
     if len(plan.submit) > 10:
         print(f"    ... and {len(plan.submit) - 10} more")
+
+
+def manifest_summary(display: str, manifest: Manifest) -> str:
+    """``demo.yaml: 5 jobs, model X, 540p/5s x5, estimated $2.25``: one line, for people."""
+    counts: Counter[tuple[str, str]] = Counter()
+    total = 0.0
+    unpriced = 0
+    for job in manifest.jobs:
+        counts[quality_and_duration(job.inputs)] += 1
+        cost = estimate_job_cost(job.inputs)
+        if cost is None:
+            unpriced += 1
+        else:
+            total += cost
+    order = sorted(counts, key=lambda qd: (_QUALITY_ORDER.get(qd[0], 99), qd[0], qd[1]))
+    mix = ", ".join(f"{q}/{d}s x{counts[(q, d)]:,}" for q, d in order)
+    n = len(manifest.jobs)
+    cost_text = f"estimated ${total:,.2f}"
+    if unpriced:
+        cost_text += f" (+{unpriced:,} jobs without a known price)"
+    jobs = f"{n:,} job{'s' if n != 1 else ''}"
+    return f"{display}: {jobs}, model {manifest.model}, {mix}, {cost_text}"

@@ -38,8 +38,7 @@ from ..errors import (
     UsageError,
     register_secret,
 )
-from .download import DownloadResult, download_verified
-from .records import RunResult, Task, TaskPage, UploadedFile, as_int
+from .records import Submission, Task, TaskPage, UploadedFile, as_int
 
 log = logging.getLogger("batch_runner.client")
 
@@ -395,7 +394,7 @@ class WiroClient:
             raise error
         return body
 
-    async def run(self, model: str, inputs: Mapping[str, str]) -> RunResult:
+    async def run(self, model: str, inputs: Mapping[str, str]) -> Submission:
         """Start a task. On error, ``may_have_created`` says whether it may exist anyway."""
         if not model or model.count("/") != 1 or any(c in model for c in "?#% "):
             raise UsageError(f"A model is named 'owner/name', not {model!r}.")
@@ -418,7 +417,7 @@ class WiroClient:
                 endpoint=endpoint,
                 may_have_created=True,
             )
-        return RunResult(taskid=taskid, tasktoken=token)
+        return Submission(taskid=taskid, tasktoken=token)
 
     async def _task_list(self, endpoint: str, payload: Mapping[str, str]) -> tuple[Task, ...]:
         body = await self._post(endpoint, json_body=payload)
@@ -524,17 +523,4 @@ class WiroClient:
             url=url,
             name=str(first.get("name") or path.name) if first else path.name,
             size=as_int(first.get("size")) if first else None,
-        )
-
-    async def download(
-        self, url: str, out_dir: Path, rel_path: str, *, expected_size: int | None
-    ) -> DownloadResult:
-        """Stream an output into ``out_dir/rel_path``, verified and resumable."""
-        return await download_verified(
-            self.session,
-            url,
-            Path(out_dir),
-            rel_path,
-            expected_size=expected_size,
-            allow_http=self.allow_http_downloads,
         )

@@ -219,14 +219,14 @@ class Task:
 
 
 @dataclass(frozen=True, slots=True)
-class RunResult:
+class Submission:
     """What ``/Run`` returns: the new task's id and its socket access token."""
 
     taskid: str
     tasktoken: str
 
     def __repr__(self) -> str:
-        return f"RunResult(taskid={self.taskid!r})"
+        return f"Submission(taskid={self.taskid!r})"
 
 
 @dataclass(frozen=True, slots=True)

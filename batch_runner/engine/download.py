@@ -28,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
+from .._files import fsync_dir, write_all
 from ..errors import (
     DiskFullError,
     DownloadError,
@@ -35,11 +36,11 @@ from ..errors import (
     OutputGoneError,
     UnsafeDownloadError,
 )
+from ..ledger.layout import OWNED_PREFIXES, PARTIAL_DIR
 
 if TYPE_CHECKING:
     from hashlib import _Hash
 
-PARTIAL_DIR = ".partial"
 MAX_REDIRECTS = 5
 MAX_NAME_CHARS = 100
 MAX_NAME_BYTES = 200  # well under the usual 255-byte limit, whatever the script
@@ -48,8 +49,6 @@ DEFAULT_EXT = ".mp4"
 _WINDOWS_RESERVED = frozenset(
     {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(1, 10)}
 )
-# Top-level names the runner itself owns; an output must never replace one of them.
-_OWNED_PREFIXES = ("ledger.json", "journal.jsonl", "index.html", ".lock", PARTIAL_DIR)
 _EXT_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
 _TYPE_EXT = {
     "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov",
@@ -146,14 +145,14 @@ def output_paths(job_id: str, outputs: Sequence[tuple[str, str]]) -> list[str]:
 
 def _not_owned(name: str) -> str:
     """Prefix ``_`` to a top-level name that would clash with the runner's own files."""
-    return "_" + name if name.lower().startswith(_OWNED_PREFIXES) else name
+    return "_" + name if name.lower().startswith(OWNED_PREFIXES) else name
 
 
 def check_relative(rel_path: str) -> str:
     """Refuse any path that is not a plain, normalised relative path below the output folder."""
     inside = posixpath.normpath(posixpath.join("/root", rel_path)).startswith("/root/")
     if (not inside or posixpath.normpath(rel_path) != rel_path or "\\" in rel_path
-            or "\x00" in rel_path or rel_path.lower().startswith(_OWNED_PREFIXES)):  # fmt: skip
+            or "\x00" in rel_path or rel_path.lower().startswith(OWNED_PREFIXES)):  # fmt: skip
         raise UnsafeDownloadError(f"refusing output path {rel_path[:120]!r}: not inside the folder")
     return rel_path
 
@@ -215,22 +214,10 @@ def verify_file(path: Path, size: int, sha256: str) -> bool:
         return False
 
 
-def _write_all(fd: int, data: bytes, hasher: _Hash) -> None:
+def _write_hashed(fd: int, data: bytes, hasher: _Hash) -> None:
     """Write all of ``data`` and hash it; runs in a worker thread (hashlib drops the GIL)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
+    write_all(fd, data)
     hasher.update(data)
-
-
-def _fsync_dir(path: Path) -> None:
-    """Make a rename durable (directories cannot be opened for fsync on Windows)."""
-    if os.name != "nt":
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 @dataclass
@@ -274,9 +261,9 @@ class _Download:
         final.parent.mkdir(parents=True, exist_ok=True)
         _inside(out_dir, final.relative_to(out_dir.resolve()).as_posix())  # re-check symlinks
         os.replace(self.path, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         if final.parent != out_dir.resolve():
-            _fsync_dir(out_dir.resolve())
+            fsync_dir(out_dir.resolve())
 
     def close(self) -> None:
         """Close the part (deleting it when worthless) once no file step is running: closing
@@ -316,7 +303,7 @@ class _Download:
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         if data:
-            await self.call(_write_all, self.fd, data, self.hasher)
+            await self.call(_write_hashed, self.fd, data, self.hasher)
             self.size += len(data)
 
     def too_long(self, what: str) -> DownloadError:

@@ -1,0 +1,80 @@
+"""Small file-system steps that durability is built from, one copy each.
+
+Every write that must survive a crash goes through these: data written in full, files created
+private (0600: ledgers hold task tokens), renames made durable by fsyncing the directory, and
+whole files replaced atomically. Nothing here knows about ledgers or outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+#: Mode of files that may hold task tokens or other secrets.
+PRIVATE_MODE = 0o600
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write every byte of ``data`` (``os.write`` may write less than asked)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new file in ``directory`` durable (a no-op on Windows, where a
+    directory cannot be opened for fsync)."""
+    if os.name == "nt":  # pragma: no cover
+        return
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def create_private(path: Path, *, append: bool) -> int:
+    """Open ``path`` for writing, created 0600 (and made 0600 if it existed with another
+    mode); appending, or truncated."""
+    mode = os.O_APPEND if append else os.O_TRUNC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | mode, PRIVATE_MODE)
+    os.fchmod(fd, PRIVATE_MODE)
+    return fd
+
+
+def atomic_write(directory: Path, name: str, data: bytes, *, mode: int = PRIVATE_MODE) -> Path:
+    """Replace ``directory/name`` by ``data`` so that a crash leaves the old file or the new
+    one, never a mix: temp file, write, fsync, rename, fsync the directory."""
+    tmp = directory / f".{name}.tmp"
+    fd = create_private(tmp, append=False)
+    try:
+        write_all(fd, data)
+        if mode != PRIVATE_MODE:
+            os.fchmod(fd, mode)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    os.close(fd)
+    target = directory / name
+    os.replace(tmp, target)
+    fsync_dir(directory)
+    return target
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC while building 100,000s of acyclic objects (a manifest's jobs, a
+    ledger's records): its passes over them cost seconds and find nothing to free."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

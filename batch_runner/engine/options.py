@@ -1,0 +1,98 @@
+"""Run settings as values, with the policies that resolve them (in the manner of httpx's
+``_config.py``): which output folder, how many tasks in flight, how many connections.
+
+The CLI only turns flags into a :class:`RunOptions`; a notebook or pipeline builds the same
+object, and :func:`~batch_runner.engine.api.run` applies the same precedence to both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from ..errors import UsageError
+from ..manifest.loader import Manifest
+from ..wiro.retry import RetryPolicy
+from .track import PollSchedule
+
+#: Tasks in flight when neither the caller nor the manifest says.
+DEFAULT_CONCURRENCY = 4
+#: Re-hash policies for finished outputs on resume.
+VERIFY_MODES = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything a run can be told. Defaults are what ``batch-runner run`` uses.
+
+    ``out_dir`` and ``concurrency`` may stay None: :meth:`resolved` fills them from the
+    manifest (its ``output_dir`` and ``concurrency``), else ``outputs/<manifest name>/`` and
+    :data:`DEFAULT_CONCURRENCY`.
+    """
+
+    out_dir: Path | None = None
+    concurrency: int | None = None
+    download_concurrency: int = 8
+    poll: PollSchedule = field(default_factory=PollSchedule)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    task_timeout: float | None = None
+    max_attempts: int = 1
+    retry_failed: bool = False
+    max_cost: float | None = None
+    deadline: float | None = None
+    use_socket: bool = True
+    error_budget: float = 900.0
+    reconcile_delay: float = 2.0
+    #: "quick": re-hash only files whose size or modification time changed since they were
+    #: saved; "full": re-hash every finished output on resume
+    verify: str = "quick"
+
+    def __post_init__(self) -> None:
+        for name in ("concurrency", "download_concurrency", "max_attempts"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UsageError(f"{name} must be a whole number of at least 1, not {value!r}.")
+        for name in ("task_timeout", "max_cost", "deadline"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"{name} must be a positive number, not {value!r}.")
+        if not self.error_budget > 0 or not self.reconcile_delay >= 0:
+            raise UsageError("error_budget must be positive and reconcile_delay at least 0.")
+        if self.verify not in VERIFY_MODES:
+            raise UsageError(f"verify must be 'quick' or 'full', not {self.verify!r}.")
+
+    def resolved(self, manifest: Manifest) -> RunOptions:
+        """These options with the output folder and the concurrency decided: the caller's
+        value, else the manifest's, else the default."""
+        return replace(
+            self,
+            out_dir=output_dir_for(manifest, self.out_dir),
+            concurrency=self.concurrency or manifest.concurrency or DEFAULT_CONCURRENCY,
+        )
+
+    @property
+    def folder(self) -> Path:
+        """The output folder of resolved options."""
+        if self.out_dir is None:
+            raise UsageError("RunOptions.out_dir is not resolved yet (see RunOptions.resolved).")
+        return self.out_dir
+
+    @property
+    def slots(self) -> int:
+        """The concurrency of resolved options."""
+        return self.concurrency or DEFAULT_CONCURRENCY
+
+
+def output_dir_for(manifest: Manifest, out: Path | None) -> Path:
+    """``out``, else the manifest's ``output_dir``, else ``outputs/<manifest name>/``."""
+    if out is not None:
+        return Path(out)
+    if manifest.output_dir is not None:
+        return manifest.output_dir
+    return Path("outputs") / manifest.path.stem
+
+
+def connection_limit(concurrency: int, download_concurrency: int) -> int:
+    """HTTP connections to allow: a status request and a submission per slot plus every
+    download at once, never fewer than 64 (the socket and uploads share the pool)."""
+    return max(64, concurrency * 2 + download_concurrency)

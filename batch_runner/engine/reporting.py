@@ -1,0 +1,115 @@
+"""What a run tells the people watching it: events, count snapshots, and the reporter interface.
+
+The engine emits :class:`RunEvent` values and periodic count snapshots to a
+:class:`Reporter`; the ``report`` layer implements reporters (plain lines, JSON lines, a live
+terminal display) without the engine knowing any of them. :func:`report_for` is the one place
+that decides what a ledger event says to a person, so that recording an event and reporting it
+is one call (:meth:`~batch_runner.engine.context.RunContext.record`).
+
+Reporters never see credentials: events carry job ids, task ids, counts and the service's own
+texts, which the error tree has already redacted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..ledger.events import (
+    AttemptFailed,
+    Event,
+    JobCancelled,
+    JobFailed,
+    JobReset,
+    JobSucceeded,
+    OutputLost,
+    Reconciled,
+    Submitted,
+)
+from ..ledger.state import JobRecord
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """One thing that happened: ``kind`` names it, ``job`` is the job id when there is one."""
+
+    kind: str
+    job: str | None = None
+    message: str = ""
+    level: str = "info"
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+
+
+class Reporter(Protocol):
+    """Receives run events and periodic snapshots of the counts."""
+
+    def event(self, event: RunEvent) -> None: ...
+
+    def update(self, counts: dict[str, int], *, total: int, spent: float) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class NullReporter:
+    """Reports nothing: the default for library callers that read the result instead."""
+
+    def event(self, event: RunEvent) -> None:
+        pass
+
+    def update(self, counts: dict[str, int], *, total: int, spent: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class Fanout:
+    """Several reporters as one (a terminal display plus a metrics file, say)."""
+
+    def __init__(self, reporters: Iterable[Reporter]) -> None:
+        self.reporters = list(reporters)
+
+    def event(self, event: RunEvent) -> None:
+        for reporter in self.reporters:
+            reporter.event(event)
+
+    def update(self, counts: dict[str, int], *, total: int, spent: float) -> None:
+        for reporter in self.reporters:
+            reporter.update(counts, total=total, spent=spent)
+
+    def close(self) -> None:
+        for reporter in self.reporters:
+            reporter.close()
+
+
+def report_for(event: Event, record: JobRecord | None, note: str | None = None) -> RunEvent | None:
+    """What ``event`` (already applied; ``record`` is the job's record after it) tells a
+    person, or None for the events that only move counts. ``note`` replaces the default text
+    where the caller knows better why something happened."""
+    job = getattr(event, "job", None)
+    if isinstance(event, Submitted):
+        message = note or f"submitted as task {event.taskid}"
+        return RunEvent("submitted", job, message, data={"taskid": event.taskid})
+    if isinstance(event, Reconciled):
+        if event.taskid is None:
+            return RunEvent("reconciled", job, note or "no task was created; it will be submitted")
+        found = f"found task {event.taskid} on the service; tracking it"
+        return RunEvent("reconciled", job, note or found)
+    if isinstance(event, JobFailed):
+        return RunEvent("failed", job, note or event.error, level="error")
+    if isinstance(event, JobCancelled):
+        return RunEvent("cancelled", job, note or event.error, level="error")
+    if isinstance(event, AttemptFailed):
+        return RunEvent("retry", job, note or f"{event.error}; submitting again")
+    if isinstance(event, JobSucceeded):
+        paths = ", ".join(o.path for o in record.outputs) if record is not None else ""
+        return RunEvent("succeeded", job, note or f"saved {paths}")
+    if isinstance(event, JobReset):
+        return RunEvent("warning", job, note or event.reason, level="warning")
+    if isinstance(event, OutputLost):
+        message = note or f"output {event.name!r} is missing or changed; fetching it again"
+        return RunEvent("warning", job, message, level="warning")
+    return None
