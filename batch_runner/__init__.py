@@ -43,7 +43,7 @@ _EXPORTS: dict[str, str] = {
     "RunEvent": "engine.reporting",
     # the service
     "WiroClient": "wiro.client",
-    "Credentials": "wiro.client",
+    "Credentials": "wiro.auth",
     "RetryPolicy": "wiro.retry",
     "Task": "wiro.records",
     # the ledger, for reading
@@ -189,6 +189,7 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
     from .report.gallery import write_gallery
     from .report.progress import JsonReporter, LineReporter
     from .report.status import status_data as status
-    from .wiro.client import Credentials, WiroClient
+    from .wiro.auth import Credentials
+    from .wiro.client import WiroClient
     from .wiro.records import Task
     from .wiro.retry import RetryPolicy

@@ -28,9 +28,8 @@ exit codes:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..sandbox import cli as sandbox_cli
+    from . import cancel, status, validate
     from . import run as run_cmd
-    from . import status as status_cmd
-    from . import validate
 
     parser = argparse.ArgumentParser(
         prog="batch-runner",
@@ -43,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, validate, status_cmd, sandbox_cli):
+    for module in (run_cmd, validate, status, cancel, sandbox_cli):
         module.register(subparsers)
     for sub in subparsers.choices.values():  # -v works after the subcommand too
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

@@ -10,19 +10,18 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..engine.api import Target, in_loop, prepare, run
-from ..engine.options import RunOptions
-from ..engine.track import PollSchedule
-from ..errors import UsageError
-from ..manifest.loader import load_manifest
-from ..wiro.retry import RetryPolicy
 from .args import (
     add_output_flags,
     duration_seconds,
     positive_float,
     positive_int,
 )
+
+if TYPE_CHECKING:  # the engine loads only when a run starts: `--help` stays fast
+    from ..engine.api import Target
+    from ..engine.options import RunOptions
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -170,6 +169,10 @@ def _exit_codes() -> str:
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
     """The flags as run settings; what they leave unset the library decides."""
+    from ..engine.options import RunOptions
+    from ..engine.track import PollSchedule
+    from ..wiro.retry import RetryPolicy
+
     return RunOptions(
         out_dir=args.out,
         concurrency=args.concurrency,
@@ -189,6 +192,10 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..engine.api import in_loop, prepare
+    from ..errors import UsageError
+    from ..manifest.loader import load_manifest
+
     manifest = load_manifest(args.manifest)
     target = prepare(manifest, out_dir=args.out, shard=args.shard, shard_count=args.shard_count)
     if args.sandbox and (args.api_base or args.socket_url):
@@ -204,6 +211,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 async def _run(args: argparse.Namespace, target: Target) -> int:
+    from ..engine.api import run
     from ..report.gallery import write_run_gallery
     from ..report.notify import notify, summary_payload
     from ..report.progress import reporter_for

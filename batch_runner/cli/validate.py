@@ -12,10 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..errors import ManifestError
-from ..manifest.loader import load_manifest
-from ..report.summary import manifest_summary
-
 
 def register(subparsers: Any) -> None:
     """Add the ``validate`` subcommand to the CLI's subparsers."""
@@ -34,6 +30,10 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate each manifest given; the exit code is 2 if any is invalid."""
+    from ..errors import ManifestError
+    from ..manifest.loader import load_manifest
+    from ..report.summary import manifest_summary
+
     failed = 0
     for path in args.manifests:
         try:

@@ -1,23 +1,17 @@
 """``WiroClient``: the Wiro API over one ``aiohttp.ClientSession``.
 
-Speaks both authentication modes (API key only, or key + HMAC signature with a fresh nonce
-on every request), parses the string-typed replies into :mod:`batch_runner.records`, and turns
-every failure into one class of :mod:`batch_runner.errors` that says what to do next. It
-does not retry: :mod:`batch_runner.retry` decides that from the error's class.
+Speaks both authentication modes (:mod:`.auth`), parses the string-typed replies into
+:mod:`.records`, and turns every failure into one class of :mod:`batch_runner.errors` that
+says what to do next (:mod:`.answers`). It does not retry: :mod:`.retry` decides that from
+the error's class.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import mimetypes
 import os
-import threading
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +19,12 @@ import aiohttp
 import orjson
 
 from ..errors import (
-    ApiError,
-    AuthError,
-    ConcurrencyLimitError,
-    InsufficientBalanceError,
-    InvalidInputError,
-    NotFoundError,
     ProtocolError,
-    RateLimitedError,
-    ServerError,
     TransportError,
     UsageError,
-    register_secret,
 )
+from .answers import parse_retry_after, success_body
+from .auth import Credentials, NonceSource, sign
 from .records import Submission, Task, TaskPage, UploadedFile, as_int
 
 log = logging.getLogger("batch_runner.client")
@@ -48,153 +35,6 @@ DEFAULT_SOCKET_URL = "wss://socket.wiro.ai/v1"
 
 #: Largest JSON answer read into memory; anything longer is a hostile or broken reply.
 MAX_JSON_BYTES = 16 * 1024 * 1024
-
-_AUTH_HINTS = ("authorization", "signature", "api key", "apikey", "x-api-key", "sign in")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """An API key and optional secret. ``repr`` never shows either."""
-
-    api_key: str
-    api_secret: str | None = None
-
-    def __post_init__(self) -> None:
-        if not self.api_key:
-            raise UsageError(
-                "No API key: set WIRO_API_KEY (and WIRO_API_SECRET for a signature project), "
-                "or use --sandbox."
-            )
-        register_secret(self.api_key)
-        register_secret(self.api_secret)
-
-    def __repr__(self) -> str:
-        mode = "signature" if self.api_secret else "api-key-only"
-        return f"Credentials(mode={mode!r})"
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Credentials:
-        env = os.environ if environ is None else environ
-        return cls(
-            env.get("WIRO_API_KEY", "").strip(), env.get("WIRO_API_SECRET", "").strip() or None
-        )
-
-
-class NonceSource:
-    """Strictly increasing microsecond nonces: distinct even at thousands of requests/s."""
-
-    def __init__(self) -> None:
-        self._last = 0
-        self._lock = threading.Lock()
-
-    def next(self) -> str:
-        with self._lock:
-            now = time.time_ns() // 1000
-            self._last = max(now, self._last + 1)
-            return str(self._last)
-
-
-def sign(api_key: str, api_secret: str, nonce: str) -> str:
-    """``hex(HMAC-SHA256(key=api_key, msg=api_secret + nonce))``, lowercase."""
-    return hmac.new(api_key.encode(), (api_secret + nonce).encode(), hashlib.sha256).hexdigest()
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-def error_from_answer(
-    endpoint: str, status: int, body: Any, *, retry_after: float | None = None
-) -> ApiError:
-    """The error class for an answer that was received but is not a success."""
-    errors = body.get("errors") if isinstance(body, dict) else None
-    first = errors[0] if isinstance(errors, list) and errors and isinstance(errors[0], dict) else {}
-    code = as_int(first.get("code"))
-    text = str(first.get("message") or "").strip()[:500]
-    where = f"{endpoint} answered"
-    if status == 429:
-        return RateLimitedError(
-            f"{where} HTTP 429 (rate limited){': ' + text if text else ''}.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-            retry_after=retry_after,
-        )
-    if status == 408 or status >= 500:
-        return ServerError(
-            f"{where} HTTP {status}, a server-side failure{': ' + text if text else ''}.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-            retry_after=retry_after,
-        )
-    lowered = text.lower()
-    if status in (401, 403) or code in (98, 99) or any(h in lowered for h in _AUTH_HINTS):
-        return AuthError(
-            f"The service rejected the credentials: {text or f'HTTP {status}'} "
-            "Check WIRO_API_KEY and WIRO_API_SECRET (a signature project needs both).",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-        )
-    if code == 96:
-        return ConcurrencyLimitError(
-            f"{where} code 96: the project's concurrency limit is reached"
-            f"{' (' + text + ')' if text else ''}.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-            retry_after=retry_after,
-        )
-    if code == 97:
-        return InsufficientBalanceError(
-            f"{where} code 97: insufficient balance{' (' + text + ')' if text else ''}. "
-            "Top up the account, then re-run: finished work is kept.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-        )
-    if code == 1:
-        return NotFoundError(
-            f"{where} code 1: not found{' (' + text + ')' if text else ''}.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-        )
-    if status == 404 and (code is None or "parsing url" in lowered):
-        return InvalidInputError(
-            f"{where} HTTP 404 ({text or 'unknown path'}): "
-            "check the model name and the API base URL.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-        )
-    if code == 0 or 400 <= status < 500:
-        return InvalidInputError(
-            f"{where} that the request is invalid: {text or f'HTTP {status}'}.",
-            code=code,
-            status=status,
-            endpoint=endpoint,
-        )
-    return ApiError(
-        f"{where} an error{' (code ' + str(code) + ')' if code is not None else ''}: "
-        f"{text or f'HTTP {status}'}.",
-        code=code,
-        status=status,
-        endpoint=endpoint,
-    )
 
 
 class WiroClient:
@@ -345,54 +185,17 @@ class WiroClient:
                 endpoint=endpoint,
                 may_have_created=creates_task,
             ) from None
-        # An answer arrived. A gateway failure may still have reached the backend.
-        ambiguous = creates_task and (status == 408 or status >= 500)
-        if raw is None:
-            log.debug("POST %s -> %s (over %d bytes)", endpoint, status, self.max_json_bytes)
-            if status < 300:
-                raise ProtocolError(
-                    f"{endpoint} answered more than {self.max_json_bytes} bytes; "
-                    "refusing to read it.",
-                    status=status,
-                    endpoint=endpoint,
-                    may_have_created=creates_task,
-                )
-            raw = b""  # an oversized error page: its status alone classifies it
-        log.debug("POST %s -> %s (%d bytes)", endpoint, status, len(raw))
-        try:
-            body = orjson.loads(raw) if raw.strip() else None
-        except orjson.JSONDecodeError:
-            body = None
-            if status < 400:
-                raise ProtocolError(
-                    f"{endpoint} answered HTTP {status} with a body that is not JSON.",
-                    status=status,
-                    endpoint=endpoint,
-                    may_have_created=creates_task,
-                ) from None
-        if (
-            status >= 300
-            or not isinstance(body, dict)
-            or body.get("result") not in (True, "true", 1, "1")
-        ):
-            if status < 300 and not isinstance(body, dict):
-                raise ProtocolError(
-                    f"{endpoint} answered JSON that is not an object.",
-                    status=status,
-                    endpoint=endpoint,
-                    may_have_created=creates_task,
-                )
-            if status < 300 and isinstance(body, dict) and not body.get("errors"):
-                raise ProtocolError(
-                    f"{endpoint} answered without a result or any error.",
-                    status=status,
-                    endpoint=endpoint,
-                    may_have_created=creates_task,
-                )
-            error = error_from_answer(endpoint, status, body, retry_after=retry_after)
-            error.may_have_created = ambiguous
-            raise error
-        return body
+        log.debug(
+            "POST %s -> %s (%s bytes)", endpoint, status, "over cap" if raw is None else len(raw)
+        )
+        return success_body(
+            endpoint,
+            status,
+            raw,
+            retry_after=retry_after,
+            creates_task=creates_task,
+            max_bytes=self.max_json_bytes,
+        )
 
     async def run(self, model: str, inputs: Mapping[str, str]) -> Submission:
         """Start a task. On error, ``may_have_created`` says whether it may exist anyway."""
