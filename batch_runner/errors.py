@@ -14,6 +14,7 @@ tells the caller what to do next, and carries the process exit code the CLI uses
     │   ├── OutputGoneError                      the URL no longer serves the file (403/404/410)
     │   ├── IntegrityError                       size or hash mismatch, truncated body
     │   └── DiskFullError                        no space left while writing
+    ├── PublishError                    exit 4   an upload to object storage failed (file kept)
     └── ApiError                        exit 1   the service said no, or could not be reached
         ├── AuthError                   exit 2   credentials rejected: fix them, never retry
         ├── InvalidInputError           exit 2   code 0: a parameter is wrong, never retry
@@ -139,6 +140,23 @@ class DiskFullError(DownloadError):
     """The disk ran out of space while writing an output."""
 
     retryable = False
+
+
+class PublishError(BatchRunnerError):
+    """An output could not be uploaded to object storage (``--publish``), or the object
+    did not match once there. The local file is never touched; the job stays ``succeeded``
+    and the next run uploads it. ``permanent`` says retrying in this run cannot help (writes
+    refused, the bucket missing, credentials rejected): publishing stops for the run."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+    @property
+    def retryable(self) -> bool:
+        return not self.permanent
 
 
 class ApiError(BatchRunnerError):

@@ -46,9 +46,24 @@ class RunOptions:
     #: "quick": re-hash only files whose size or modification time changed since they were
     #: saved; "full": re-hash every finished output on resume
     verify: str = "quick"
+    #: upload every verified output to this object-store URL (``s3://bucket/prefix``,
+    #: ``gs://``, ``az://``, ``file:///``); credentials come from the store's own environment
+    #: variables (see :mod:`batch_runner.engine.publish`)
+    publish: str | None = None
+    #: files uploaded at once (each large file also sends up to 4 parts at once)
+    publish_concurrency: int = 4
+    #: where the published objects can be fetched from (a CDN or a public bucket's https
+    #: address): recorded as each object's ``public_url``
+    publish_public_url: str | None = None
+    #: files larger than this many bytes are uploaded in parts of this size (S3: >= 5 MiB)
+    publish_part_size: int = 8 * 1024 * 1024
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "download_concurrency", "max_attempts"):
+        if self.publish is not None:
+            from .objstore import check_target_url
+
+            check_target_url(self.publish, self.publish_public_url)
+        for name in ("concurrency", "download_concurrency", "max_attempts", "publish_concurrency"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be a whole number of at least 1, not {value!r}.")
@@ -58,6 +73,10 @@ class RunOptions:
                 raise UsageError(f"{name} must be a positive number, not {value!r}.")
         if not self.error_budget > 0 or not self.reconcile_delay >= 0:
             raise UsageError("error_budget must be positive and reconcile_delay at least 0.")
+        if not isinstance(self.publish_part_size, int) or self.publish_part_size < 1024 * 1024:
+            raise UsageError(
+                f"publish_part_size must be at least 1 MiB, not {self.publish_part_size!r}."
+            )
         if self.verify not in VERIFY_MODES:
             raise UsageError(f"verify must be 'quick' or 'full', not {self.verify!r}.")
 

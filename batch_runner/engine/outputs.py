@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 
 from ..errors import (
     ApiError,
@@ -46,6 +47,8 @@ class Outputs:
         #: jobs already submitted again in this run because an output vanished (at most once:
         #: a service that never serves a new task's output must not be paid again and again)
         self.gone: set[str] = set()
+        #: told the id of each job whose outputs are all saved (the publisher's queue)
+        self.on_success: Callable[[str], None] | None = None
 
     def enqueue(self, job_id: str) -> None:
         self.queue.put_nowait(job_id)
@@ -109,6 +112,8 @@ class Outputs:
             ctx.say("error", job_id, exc.message, level="error")
             return
         await ctx.record(JobSucceeded(job=job_id), note=f"saved {', '.join(paths)}")
+        if self.on_success is not None:
+            self.on_success(job_id)
 
     async def _output_gone(self, job_id: str, exc: OutputGoneError) -> None:
         """The service no longer serves an output: only a new task can bring the video back."""

@@ -25,6 +25,7 @@ from ..ledger.events import (
     JobReset,
     JobSucceeded,
     OutputLost,
+    OutputPublished,
     Reconciled,
     Submitted,
 )
@@ -105,8 +106,13 @@ def report_for(event: Event, record: JobRecord | None, note: str | None = None) 
     if isinstance(event, AttemptFailed):
         return RunEvent("retry", job, note or f"{event.error}; submitting again")
     if isinstance(event, JobSucceeded):
-        paths = ", ".join(o.path for o in record.outputs) if record is not None else ""
-        return RunEvent("succeeded", job, note or f"saved {paths}")
+        outputs = record.outputs if record is not None else ()
+        paths = ", ".join(o.path for o in outputs)
+        saved = {"outputs": len(outputs), "bytes": sum(o.size for o in outputs)}
+        return RunEvent("succeeded", job, note or f"saved {paths}", data=saved)
+    if isinstance(event, OutputPublished):
+        data: dict[str, Any] = {"path": event.path, "url": event.url, "bytes": event.size}
+        return RunEvent("published", job, note or f"published {event.path}", data=data)
     if isinstance(event, JobReset):
         return RunEvent("warning", job, note or event.reason, level="warning")
     if isinstance(event, OutputLost):

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..ledger.published import PublishFigures
 from ..ledger.state import JobRecord, LedgerState
 from ..manifest.loader import Manifest
 
@@ -38,6 +39,15 @@ class RunResult:
     changed: bool = True
     interrupted: bool = False
     shard_base: Path | None = None
+    #: publishing (``--publish``) over this run's jobs, None when the run did not publish;
+    #: ``uploaded``/``uploaded_bytes`` were sent in this run, ``found_published`` objects were
+    #: in the store already (recorded, not sent again); ``publish_error`` says why publishing
+    #: stopped early
+    published: PublishFigures | None = None
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    found_published: int = 0
+    publish_error: str | None = None
     state: LedgerState | None = field(default=None, repr=False)
     manifest: Manifest | None = field(default=None, repr=False)
     whole: Manifest | None = field(default=None, repr=False)

@@ -38,9 +38,11 @@ from ..wiro.client import WiroClient
 from ..wiro.feed import TaskFeed
 from .context import RunContext
 from .follow import Follower, Verdict
+from .objstore import open_target
 from .options import RunOptions
 from .outputs import Outputs
 from .plan import Plan, plan_run
+from .publish import Publisher
 from .reconcile import Reconciler
 from .reporting import NullReporter, Reporter
 from .result import RunResult
@@ -98,7 +100,8 @@ class Runner:
             ledger = Ledger.open(self.out_dir)
             self.ctx = RunContext(self.manifest, self.client, self.options, self.reporter, ledger)
             try:
-                await ledger.record(RunStarted(pid=os.getpid()))
+                publish = self.options.publish.rstrip("/") if self.options.publish else None
+                await ledger.record(RunStarted(pid=os.getpid(), publish=publish))
                 self._seq_at_start = ledger.state.seq
                 try:
                     result = await self._run_locked(self.ctx)
@@ -145,14 +148,20 @@ class Runner:
             stages.feed.start()
         ctx.tick()
         ticker = asyncio.create_task(self._ticker(ctx), name="progress-ticker")
+        publisher = stages.publisher
         try:
-            await stages.outputs.verify_succeeded(plan.verify)
-            if plan.reconcile:
-                await stages.reconciler.at_start(plan)
-            await self._execute(stages, self._work_items(plan), plan.download)
-            while stages.outputs.resubmit and not ctx.stopping:
-                again, stages.outputs.resubmit = stages.outputs.resubmit, []
-                await self._execute(stages, iter([("submit", j) for j in again]), [])
+            async with publisher or contextlib.nullcontext():
+                await stages.outputs.verify_succeeded(plan.verify)
+                if publisher is not None:
+                    publisher.enqueue_finished(plan.verify)
+                if plan.reconcile:
+                    await stages.reconciler.at_start(plan)
+                await self._execute(stages, self._work_items(plan), plan.download)
+                while stages.outputs.resubmit and not ctx.stopping:
+                    again, stages.outputs.resubmit = stages.outputs.resubmit, []
+                    await self._execute(stages, iter([("submit", j) for j in again]), [])
+                if publisher is not None:
+                    await publisher.drain(self._time_left())
         finally:
             ticker.cancel()
             if stages.feed is not None:
@@ -173,6 +182,12 @@ class Runner:
                 JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept), durable=False
             )
         await ctx.ledger.flush()
+
+    def _time_left(self) -> float | None:
+        """Seconds until ``--deadline`` (None without one)."""
+        if self.options.deadline is None:
+            return None
+        return max(0.0, self.options.deadline - (time.monotonic() - self.started))
 
     @staticmethod
     async def _ticker(ctx: RunContext, every: float = 0.5) -> None:
@@ -268,9 +283,12 @@ class Runner:
         ]
         unfinished = sum(1 for r in wanted if r.status not in done)
         edited = stages.submitter.edited_pending
+        publisher = stages.publisher
+        published = publisher.figures(ctx.jobs) if publisher is not None else None
+        unpublished = published.unpublished_jobs if published is not None else 0
         if ctx.stop_reason is not None and (unfinished or ctx.stop_exit != 4):
             code = ctx.stop_exit
-        elif unfinished or edited:
+        elif unfinished or edited or unpublished:
             code = 4
             if ctx.stop_reason is None:
                 ctx.stop_reason = self._why_unfinished(stages, unfinished)
@@ -293,6 +311,11 @@ class Runner:
             edited_pending=len(edited),
             changed=state.seq > self._seq_at_start,
             state=state,
+            published=published,
+            uploaded=publisher.uploaded if publisher is not None else 0,
+            uploaded_bytes=publisher.uploaded_bytes if publisher is not None else 0,
+            found_published=publisher.found if publisher is not None else 0,
+            publish_error=publisher.stopped if publisher is not None else None,
         )
 
     @staticmethod
@@ -304,6 +327,9 @@ class Runner:
             )
         if unfinished:
             return f"{unfinished} jobs are not finished"
+        if not stages.submitter.edited_pending and stages.publisher is not None:
+            why = stages.publisher.stopped or "uploads failed"
+            return f"some outputs are not published ({why}); re-run to publish them"
         return (
             f"{len(stages.submitter.edited_pending)} edited jobs finished an earlier task; "
             "re-run to apply the edits"
@@ -351,3 +377,7 @@ class _Stages:
         self.submitter = Submitter(ctx, self.reconciler, self.uploader)
         self.follower = Follower(ctx, self.tracker)
         self.outputs = Outputs(ctx)
+        self.publisher: Publisher | None = None
+        if options.publish:
+            self.publisher = Publisher(ctx, open_target(options.publish))
+            self.outputs.on_success = self.publisher.enqueue

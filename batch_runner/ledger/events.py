@@ -33,6 +33,22 @@ class RemoteOutput:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishedOutput:
+    """A saved output as uploaded to object storage (``--publish``): ``url`` is the object's
+    store URL (``s3://bucket/prefix/<path>``), ``public_url`` the address to share when a
+    public base was given. It counts as published only while ``sha256`` matches the saved
+    output of the same name."""
+
+    name: str
+    path: str
+    url: str
+    size: int
+    sha256: str
+    etag: str | None = None
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PreviousRun:
     """Outputs of an earlier version of an edited job, kept beside rather than overwritten."""
 
@@ -50,6 +66,17 @@ def parse_remote(items: Any) -> tuple[RemoteOutput, ...]:
     if not items:
         return ()
     return tuple([RemoteOutput(o["name"], o["url"], o.get("size")) for o in items])
+
+
+def parse_published(items: Any) -> tuple[PublishedOutput, ...]:
+    if not items:
+        return ()
+    return tuple([_published_entry(o) for o in items])
+
+
+def _published_entry(o: Mapping[str, Any]) -> PublishedOutput:
+    etag, public = o.get("etag"), o.get("public_url")
+    return PublishedOutput(o["name"], o["path"], o["url"], o["size"], o["sha256"], etag, public)
 
 
 def plain(items: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -187,6 +214,21 @@ class OutputLost(JobEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OutputPublished(JobEvent):
+    """A saved output is in object storage, checked (size, ETag); recorded on the succeeded
+    job without changing its status. Stale (ignored) once the output changed."""
+
+    TYPE = "output_published"
+    name: str
+    path: str
+    url: str
+    size: int
+    sha256: str
+    etag: str | None = None
+    public_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JobSucceeded(JobEvent):
     """Every output is saved."""
 
@@ -238,6 +280,8 @@ class RunStarted(Event):
 
     TYPE = "run_started"
     pid: int
+    #: where this run publishes outputs (``--publish``), None when it does not
+    publish: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -253,7 +297,7 @@ class RunEnded(Event):
 _ALL_EVENTS: tuple[type[Event], ...] = (
     JobRegistered, JobReset, SubmitIntent, Submitted, SubmitRejected, SubmitAmbiguous,
     Reconciled, TaskStatusSeen, TaskDone, OutputSaved, OutputLost, JobSucceeded, JobFailed,
-    JobCancelled, AttemptFailed, UploadDone, RunStarted, RunEnded,
+    JobCancelled, AttemptFailed, UploadDone, RunStarted, RunEnded, OutputPublished,
 )  # fmt: skip
 #: Event classes by their ``type``.
 EVENT_TYPES: dict[str, type[Event]] = {c.TYPE: c for c in _ALL_EVENTS}
@@ -262,6 +306,8 @@ _PAYLOAD: dict[type[Event], tuple[str, ...]] = {
 }
 #: Events that may take a record out of a terminal status.
 RESETS: tuple[type[JobEvent], ...] = (JobRegistered, JobReset, OutputLost)
+#: Events that annotate a terminal record without changing its status.
+ANNOTATIONS: tuple[type[JobEvent], ...] = (OutputPublished,)
 
 
 def event_to_dict(event: Event) -> dict[str, Any]:

@@ -16,7 +16,9 @@ Two kinds of unexpected event, handled differently on purpose:
   so a journal always replays.
 
 Resets, the only way out of a terminal status: ``job_registered`` with a new fingerprint,
-``job_reset`` and ``output_lost`` (a saved file no longer matches: fetch it again).
+``job_reset`` and ``output_lost`` (a saved file no longer matches: fetch it again). One event
+annotates a terminal record without moving it: ``output_published`` (an upload to object
+storage), recorded only on a succeeded job whose output of that name still has that hash.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 from ..wiro.records import QUEUED_STATUSES
 from .events import (
+    ANNOTATIONS,
     RESETS,
     AttemptFailed,
     Event,
@@ -38,8 +41,10 @@ from .events import (
     JobReset,
     JobSucceeded,
     OutputLost,
+    OutputPublished,
     OutputSaved,
     PreviousRun,
+    PublishedOutput,
     Reconciled,
     RemoteOutput,
     RunEnded,
@@ -52,6 +57,7 @@ from .events import (
     TaskDone,
     TaskStatusSeen,
     UploadDone,
+    parse_published,
     parse_remote,
     parse_saved,
     plain,
@@ -126,6 +132,8 @@ class JobRecord:
     submitted_at: float | None = None
     finished_at: float | None = None
     updated_at: float | None = None
+    #: outputs uploaded to object storage (``--publish``); see :class:`PublishedOutput`
+    published: tuple[PublishedOutput, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON values, exactly as ``ledger.json`` stores it."""
@@ -137,6 +145,7 @@ class JobRecord:
             {"fingerprint": p.fingerprint, "outputs": plain(p.outputs)} for p in self.previous
         ]
         data["history"] = list(self.history)
+        data["published"] = plain(self.published)
         return data
 
     @classmethod
@@ -165,6 +174,7 @@ class JobRecord:
             submitted_at=data.get("submitted_at"),
             finished_at=data.get("finished_at"),
             updated_at=data.get("updated_at"),
+            published=parse_published(data.get("published")),
         )
 
 
@@ -186,7 +196,7 @@ def _new_round(r: JobRecord, t: float, **changes: Any) -> JobRecord:
     return replace(
         r, status=JobStatus.PENDING, attempts=0, taskid=None, tasktoken=None, marker=None,
         service_status=None, error=None, remote_outputs=(), outputs=(), history=history,
-        submitted_at=None, finished_at=None, updated_at=t, **changes,
+        submitted_at=None, finished_at=None, updated_at=t, published=(), **changes,
     )  # fmt: skip
 
 
@@ -300,8 +310,20 @@ def _attempt_failed(r: JobRecord, e: AttemptFailed) -> JobRecord:
     return replace(
         r, status=JobStatus.PENDING, taskid=None, tasktoken=None, marker=None,
         service_status=None, error=e.error, cost=_add(r.cost, e.cost), remote_outputs=(),
-        outputs=(), history=history, updated_at=e.t,
+        outputs=(), history=history, updated_at=e.t, published=(),
     )  # fmt: skip
+
+
+def _published(r: JobRecord, e: OutputPublished) -> JobRecord:
+    """Record an upload of a saved output; stale news (the job is no longer succeeded, or
+    its output of that name changed since) is ignored."""
+    if r.status != JobStatus.SUCCEEDED or not any(
+        o.name == e.name and o.sha256 == e.sha256 for o in r.outputs
+    ):
+        return r
+    entry = PublishedOutput(e.name, e.path, e.url, e.size, e.sha256, e.etag, e.public_url)
+    kept = tuple(p for p in r.published if p.name != e.name)
+    return replace(r, published=(*kept, entry), updated_at=e.t)
 
 
 _HANDLERS: dict[type[JobEvent], Callable[[JobRecord, Any], JobRecord]] = {
@@ -310,6 +332,7 @@ _HANDLERS: dict[type[JobEvent], Callable[[JobRecord, Any], JobRecord]] = {
     Reconciled: _reconciled, TaskStatusSeen: _task_status, TaskDone: _task_done,
     OutputSaved: _saved_one, OutputLost: _lost, JobSucceeded: _succeeded,
     JobFailed: _finished, JobCancelled: _finished, AttemptFailed: _attempt_failed,
+    OutputPublished: _published,
 }  # fmt: skip
 
 
@@ -325,7 +348,7 @@ def apply(record: JobRecord | None, event: JobEvent) -> JobRecord:
                 created_at=event.t, updated_at=event.t,
             )  # fmt: skip
         raise TransitionError(f"{event.TYPE} for unregistered job {event.job!r}")
-    if record.status in TERMINAL and not isinstance(event, RESETS):
+    if record.status in TERMINAL and not isinstance(event, RESETS + ANNOTATIONS):
         return record
     return _HANDLERS[type(event)](record, event)
 
@@ -342,6 +365,8 @@ class RunInfo:
     ended_at: float | None = None
     exit_code: int | None = None
     counts: dict[str, int] | None = None
+    #: where the run published outputs (``--publish``), None when it did not
+    publish: str | None = None
 
 
 @dataclass(slots=True)
@@ -385,7 +410,7 @@ def apply_event(state: LedgerState, event: Event) -> None:
     elif isinstance(event, UploadDone):
         state.uploads[event.sha256] = event.url
     elif isinstance(event, RunStarted):
-        state.runs.append(RunInfo(pid=event.pid, started_at=event.t))
+        state.runs.append(RunInfo(pid=event.pid, started_at=event.t, publish=event.publish))
     elif isinstance(event, RunEnded):
         for i in range(len(state.runs) - 1, -1, -1):
             run = state.runs[i]
