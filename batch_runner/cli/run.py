@@ -8,7 +8,6 @@ with everything durable on disk (exit 130 or 143), a second exits at once.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +17,7 @@ from .args import (
     positive_float,
     positive_int,
 )
+from .runflags import add_operator_flags, publish_options, watch_options
 
 if TYPE_CHECKING:  # the engine loads only when a run starts: `--help` stays fast
     from ..engine.api import Target
@@ -157,6 +157,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--notify-url",
         help="POST a JSON summary of the run to this URL when it ends (webhook)",
     )
+    add_operator_flags(p)
     add_output_flags(p)
     p.set_defaults(func=main)
 
@@ -188,10 +189,23 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         error_budget=args.poll_error_budget,
         reconcile_delay=max(0.0, args.reconcile_delay),
         verify=args.verify,
+        **publish_options(args),
     )
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.log_format != "json":
+        return _main(args)
+    from ..errors import BatchRunnerError
+    from ..report.operate import emit_failure
+
+    try:  # JSON mode: even an error that ends the command is a JSON line and a summary
+        return _main(args)
+    except BatchRunnerError as exc:
+        return emit_failure(exc, manifest=args.manifest, out_dir=args.out)
+
+
+def _main(args: argparse.Namespace) -> int:
     from ..engine.api import in_loop, prepare
     from ..errors import UsageError
     from ..manifest.loader import load_manifest
@@ -213,15 +227,16 @@ def main(args: argparse.Namespace) -> int:
 async def _run(args: argparse.Namespace, target: Target) -> int:
     from ..engine.api import run
     from ..report.gallery import write_run_gallery
-    from ..report.notify import notify, summary_payload
-    from ..report.progress import reporter_for
-    from ..report.summary import print_summary
+    from ..report.operate import RunWatch
 
-    reporter = reporter_for(args.log_format, quiet=args.quiet)
+    shard = target.shard.folder_name if target.shard is not None else None
+    options = options_from_args(args)  # checked before the watchers start
+    watch = RunWatch(manifest=target.manifest.path, shard=shard, **watch_options(args))
+    reporter = watch.reporter
     try:
         result = await run(
             target,
-            options=options_from_args(args),
+            options=options,
             sandbox=args.sandbox,
             api_base=args.api_base,
             socket_url=args.socket_url,
@@ -230,17 +245,6 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
         )
     finally:
         reporter.close()
-    if result.interrupted:
-        print(
-            f"interrupted: re-run the same command to resume ({target.out_dir}).",
-            file=sys.stderr,
-        )
-    else:
+    if not result.interrupted:
         write_run_gallery(result)
-        print_summary(result, quiet=args.quiet)
-    if args.notify_url:
-        payload = summary_payload(
-            result, exit_code=result.exit_code, manifest=str(target.manifest.path)
-        )
-        await notify(args.notify_url, payload)
-    return result.exit_code
+    return await watch.finish(result)

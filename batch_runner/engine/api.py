@@ -25,7 +25,7 @@ from ..ledger.shard import Shard, check_layout, parse_shard, shard_from_env
 from ..manifest.loader import Manifest, load_manifest
 from ..wiro.client import WiroClient
 from .options import RunOptions, connection_limit
-from .reporting import NullReporter, Reporter
+from .reporting import NullReporter, Reporter, RunEvent
 from .result import RunResult
 from .runner import Runner
 
@@ -164,7 +164,7 @@ async def run(
             manifest, out_dir=opts.out_dir, shard=shard, shard_count=shard_count, environ=environ
         )
     opts = dataclasses.replace(opts, out_dir=target.out_dir).resolved(target.manifest)
-    stop = _Interrupt(asyncio.current_task())
+    stop = _Interrupt(asyncio.current_task(), reporter)
     with _signals(stop) if handle_signals else contextlib.nullcontext():
         try:
             async with _client_for(client, opts, sandbox, api_base, socket_url, environ) as c:
@@ -205,8 +205,9 @@ def _client_for(
 class _Interrupt:
     """A run's stop button: which signal asked (``code``), and what to stop."""
 
-    def __init__(self, task: asyncio.Task[Any] | None) -> None:
+    def __init__(self, task: asyncio.Task[Any] | None, reporter: Reporter | None = None) -> None:
         self.task = task
+        self.reporter = reporter
         self.code: int | None = None
         self.runner: Runner | None = None
 
@@ -214,10 +215,11 @@ class _Interrupt:
         if self.code is not None:
             os._exit(code)  # second signal: leave now; the journal is durable
         self.code = code
-        print(
-            "\nstopping (signal); finished work is recorded. Again to exit at once.",
-            file=sys.stderr,
-        )
+        text = "stopping (signal); finished work is recorded. Again to exit at once."
+        if self.reporter is not None:  # the run's own channel (JSON lines stay JSON)
+            self.reporter.event(RunEvent("stopping", message=text, level="warning"))
+        else:
+            print(f"\n{text}", file=sys.stderr)
         if self.runner is not None:
             self.runner.interrupt(code)
         elif self.task is not None:

@@ -31,7 +31,7 @@ from collections.abc import Iterator
 from ..errors import ApiError, AuthError, BatchRunnerError
 from ..ledger.events import JobRegistered, RunEnded, RunStarted
 from ..ledger.lock import RunLock
-from ..ledger.state import JobStatus, counts_by_status, total_cost
+from ..ledger.state import JobStatus, RunInfo, counts_by_status, total_cost
 from ..ledger.store import Ledger
 from ..manifest.loader import Manifest
 from ..wiro.client import WiroClient
@@ -141,7 +141,7 @@ class Runner:
                 f"{len(plan.reconcile)} to reconcile, {len(plan.download)} to download, "
                 f"{len(plan.verify)} done, {len(plan.skip)} failed earlier"
             ),
-            data=dict(plan.summary()),
+            data={**plan.summary(), "last_success_at": _last_success(ctx.ledger.state.runs)},
         )
         stages.submitter.edited_pending = set(plan.edited_in_flight)
         if stages.feed is not None:
@@ -355,6 +355,14 @@ class Runner:
             interrupted=True,
             state=state,
         )
+
+
+def _last_success(runs: list[RunInfo]) -> float | None:
+    """When the latest earlier run that finished everything (exit 0) ended."""
+    for run in reversed(runs):
+        if run.exit_code == 0 and run.ended_at is not None:
+            return run.ended_at
+    return None
 
 
 class _Stages:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import sys
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,9 +45,17 @@ def summary_payload(result: RunResult | None, *, exit_code: int, manifest: str) 
     return body
 
 
-async def notify(url: str, payload: dict[str, Any], *, timeout: float = 15.0) -> bool:
-    """POST ``payload``; True on a 2xx answer. Problems go to stderr, never raise."""
+async def notify(
+    url: str,
+    payload: dict[str, Any],
+    *,
+    timeout: float = 15.0,
+    warn: Callable[[str], None] | None = None,
+) -> bool:
+    """POST ``payload``; True on a 2xx answer. Problems go to ``warn`` (default: stderr),
+    never raise."""
     host = urlsplit(url).hostname or "the notify URL"
+    say = warn or (lambda text: print(f"warning: {text}", file=sys.stderr))
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session,
@@ -54,10 +63,7 @@ async def notify(url: str, payload: dict[str, Any], *, timeout: float = 15.0) ->
         ):
             if 200 <= resp.status < 300:
                 return True
-            print(f"warning: notification to {host} answered HTTP {resp.status}", file=sys.stderr)
+            say(f"notification to {host} answered HTTP {resp.status}")
     except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
-        print(
-            redact(f"warning: notification to {host} failed ({type(exc).__name__})"),
-            file=sys.stderr,
-        )
+        say(redact(f"notification to {host} failed ({type(exc).__name__})"))
     return False

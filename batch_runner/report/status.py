@@ -13,6 +13,7 @@ from typing import Any
 
 from ..errors import UsageError, printable
 from ..ledger.lock import holder_info, is_locked
+from ..ledger.published import figures, last_target
 from ..ledger.shard import existing_shards
 from ..ledger.state import counts_by_status, failures, total_cost
 from ..ledger.store import has_ledger, read_ledger
@@ -27,6 +28,7 @@ def folder_data(out_dir: Path) -> dict[str, Any]:
     state = read_ledger(out_dir)
     active = is_locked(out_dir)
     runs = state.runs
+    target = last_target(state)
     return {
         "out_dir": str(out_dir),
         "active": active,
@@ -43,6 +45,7 @@ def folder_data(out_dir: Path) -> dict[str, Any]:
             {"job": r.job_id, "status": r.status.value, "error": r.error, "taskid": r.taskid}
             for r in failures(state)
         ],
+        "publish": figures(state, target).to_dict() if target else None,
     }
 
 
@@ -89,7 +92,16 @@ def status_data(out_dir: str | Path) -> dict[str, Any]:
         "last_exit_code": None,
         "runs": sum(r["runs"] for r in reported),
         "failures": [{**f, "shard": r["shard"]} for r in reported for f in r["failures"]],
+        "publish": _merged_publish([r["publish"] for r in reported if r.get("publish")]),
     }
+
+
+def _merged_publish(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """Every shard's publishing figures summed (the target of the first that published)."""
+    if not rows:
+        return None
+    keys = ("published_jobs", "unpublished_jobs", "objects", "bytes")
+    return {"target": rows[0]["target"], **{k: sum(r[k] for r in rows) for k in keys}}
 
 
 def print_status(data: dict[str, Any]) -> None:
@@ -118,6 +130,21 @@ def print_status(data: dict[str, Any]) -> None:
         f"{data['started_at'] or '-'}; last ended {data['last_run_ended_at'] or '-'} "
         f"(exit {data['last_exit_code'] if data['last_exit_code'] is not None else '-'})"
     )
+    publish = data.get("publish")
+    if publish:
+        from rich.markup import escape
+
+        where = escape(printable(publish["target"]))
+        line = (
+            f"published to {where}: {publish['published_jobs']} jobs "
+            f"({publish['objects']} objects, {publish['bytes']:,} bytes)"
+        )
+        if publish["unpublished_jobs"]:
+            line += (
+                f"; [bold]{publish['unpublished_jobs']} succeeded jobs not published[/bold] "
+                "(re-run to publish them)"
+            )
+        console.print(line)
     if data["failures"]:
         fail = Table(show_header=True, header_style="bold", title="failed or cancelled")
         fail.add_column("job")

@@ -40,12 +40,28 @@ def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None 
     if result.stop_reason:
         lines.append(f"stopped early: {result.stop_reason}")
     lines.append(f"outputs: {result.out_dir}")
+    lines += _publish_lines(result)
     if result.exit_code == 4:
         lines.append("work is left: re-run the same command to continue.")
     elif result.exit_code == 1:
         lines.append("re-run with --retry-failed to give the failed jobs a new round.")
     stream.write(printable("\n".join(lines)) + "\n")
     stream.flush()
+
+
+def _publish_lines(result: RunResult) -> list[str]:
+    """What publishing did, for ``--publish`` runs."""
+    fig = result.published
+    if fig is None:
+        return []
+    mib = result.uploaded_bytes / 2**20
+    line = f"published: {fig.published_jobs} jobs in {fig.target} ({result.uploaded} uploaded"
+    line += f" now, {mib:.1f} MiB; {result.found_published} already there)"
+    lines = [line]
+    if fig.unpublished_jobs:
+        why = f" ({result.publish_error})" if result.publish_error else ""
+        lines.append(f"not published: {fig.unpublished_jobs} succeeded jobs{why}")
+    return lines
 
 
 def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> None:
