@@ -28,7 +28,7 @@ exit codes:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..sandbox import cli as sandbox_cli
-    from . import cancel, status, validate
+    from . import cancel, completion, status, validate
     from . import run as run_cmd
 
     parser = argparse.ArgumentParser(
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, validate, status, cancel, sandbox_cli):
+    for module in (run_cmd, validate, status, cancel, sandbox_cli, completion):
         module.register(subparsers)
     for sub in subparsers.choices.values():  # -v works after the subcommand too
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
@@ -51,7 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .completion import autocomplete
+
     parser = build_parser()
+    autocomplete(parser)  # a Tab in a shell with the completion script: answer and exit
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
     if func is None:
