@@ -110,8 +110,10 @@ class MetricsFile:
         self.write()
 
     def finish(self, result: RunResult) -> None:
-        """The run's end: exit code, end time, final counts; written at once."""
-        self.ended = time.time()
+        """The run's end: exit code, end time (the ledger's, when it has it), final counts;
+        written at once."""
+        runs = result.state.runs if result.state is not None else []
+        self.ended = runs[-1].ended_at if runs and runs[-1].ended_at else time.time()
         self.exit_code = result.exit_code
         if result.counts:
             self.counts = dict(result.counts)
