@@ -227,7 +227,7 @@ async def test_multipart_upload_is_checked_and_found_again(tmp_path: Path, s3: L
     path = tmp_path / "big.mp4"
     path.write_bytes(data)
     sha = hashlib.sha256(data).hexdigest()
-    target = open_target(f"s3://{bucket}/deep/prefix", environ=s3.env())
+    target = open_target(f"s3://{bucket}/deep/prefix")  # the environment: see _s3_env
     assert await stat(target, "big.mp4") is None
     remote = await upload_verified(
         target, "big.mp4", path, size=len(data), sha256=sha, part_size=5 * 2**20

@@ -17,7 +17,6 @@ from __future__ import annotations
 import mimetypes
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -93,13 +92,13 @@ class Target:
         return f"Target({self.url!r})"
 
 
-def open_target(url: str, environ: Mapping[str, str] | None = None) -> Target:
-    """Open the store named by ``url`` (UsageError naming the extra when obstore is missing,
-    or naming what is wrong with the URL)."""
+def open_target(url: str) -> Target:
+    """Open the store named by ``url``, configured from the process environment as obstore
+    reads it (UsageError naming the extra when obstore is missing, or naming what is wrong
+    with the URL)."""
     url = check_target_url(url)
-    env = os.environ if environ is None else environ
     for name in SECRET_VARIABLES:
-        register_secret(env.get(name))
+        register_secret(os.environ.get(name))
     try:
         from obstore.store import from_url
     except ImportError:
