@@ -52,12 +52,17 @@ _EXPORTS: dict[str, str] = {
     "JobRecord": "ledger.state",
     "JobStatus": "ledger.state",
     "SavedOutput": "ledger.events",
+    "PublishedOutput": "ledger.events",
     "Shard": "ledger.shard",
     # reports
     "status": "report.status",
     "write_gallery": "report.gallery",
     "LineReporter": "report.progress",
     "JsonReporter": "report.progress",
+    "MetricsFile": "report.metrics",
+    "push_metrics": "report.metrics",
+    "notify": "report.notifiers",
+    "summary": "report.machine",
     # errors
     "BatchRunnerError": "errors",
     "UsageError": "errors",
@@ -70,6 +75,7 @@ _EXPORTS: dict[str, str] = {
     "OutputGoneError": "errors",
     "IntegrityError": "errors",
     "DiskFullError": "errors",
+    "PublishError": "errors",
     "ApiError": "errors",
     "AuthError": "errors",
     "InvalidInputError": "errors",
@@ -82,7 +88,7 @@ _EXPORTS: dict[str, str] = {
     "TransportError": "errors",
 }
 #: Public names whose object has another name in its module.
-_RENAMED = {"status": "status_data"}
+_RENAMED = {"status": "status_data", "notify": "notify_result", "summary": "summary_data"}
 
 __all__ = [
     "ApiError",
@@ -105,10 +111,13 @@ __all__ = [
     "LockedError",
     "Manifest",
     "ManifestError",
+    "MetricsFile",
     "NotFoundError",
     "OutputGoneError",
     "PollSchedule",
     "ProtocolError",
+    "PublishError",
+    "PublishedOutput",
     "RateLimitedError",
     "Reporter",
     "RetryPolicy",
@@ -128,11 +137,14 @@ __all__ = [
     "__version__",
     "cancel",
     "load_manifest",
+    "notify",
     "prepare",
+    "push_metrics",
     "read_ledger",
     "run",
     "run_sync",
     "status",
+    "summary",
     "write_gallery",
 ]
 
@@ -173,6 +185,7 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
         NotFoundError,
         OutputGoneError,
         ProtocolError,
+        PublishError,
         RateLimitedError,
         ServerError,
         TrackingLost,
@@ -180,13 +193,16 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
         UnsafeDownloadError,
         UsageError,
     )
-    from .ledger.events import SavedOutput
+    from .ledger.events import PublishedOutput, SavedOutput
     from .ledger.shard import Shard
     from .ledger.state import JobRecord, JobStatus, LedgerState
     from .ledger.store import read_ledger
     from .manifest.job import Job
     from .manifest.loader import Manifest, load_manifest
     from .report.gallery import write_gallery
+    from .report.machine import summary_data as summary
+    from .report.metrics import MetricsFile, push_metrics
+    from .report.notifiers import notify_result as notify
     from .report.progress import JsonReporter, LineReporter
     from .report.status import status_data as status
     from .wiro.auth import Credentials

@@ -190,3 +190,18 @@ async def test_a_failing_pushgateway_is_reported_and_changes_nothing(tmp_path: P
         "Pushgateway at 127.0.0.1 failed (HTTP 500)" in w.get("message", "") for w in warnings
     )
     assert "s3cr3t" not in done.out + done.err
+
+
+async def test_library_callers_get_the_same_metrics(tmp_path: Path) -> None:
+    import batch_runner
+
+    manifest = write_manifest(tmp_path / "m.yaml", 2)
+    metrics = batch_runner.MetricsFile(tmp_path / "lib.prom", labels={"batch": "m"})
+    result = await batch_runner.run(
+        manifest, out_dir=tmp_path / "o", sandbox=FAST, reporter=metrics
+    )
+    metrics.finish(result)
+    after = parse((tmp_path / "lib.prom").read_text("utf-8"))
+    assert one(after, "batch_runner_jobs", status="succeeded") == 2
+    assert one(after, "batch_runner_exit_code") == 0
+    assert metrics.writes >= 2 and metrics.error is None

@@ -107,3 +107,20 @@ async def test_a_url_apprise_cannot_use_exits_2_before_anything(tmp_path: Path) 
     assert done.code == 2
     assert "--notify #1 (nosuchservice://...)" in done.err
     assert TOKEN not in done.out + done.err
+
+
+async def test_library_callers_notify_with_the_same_message(tmp_path: Path) -> None:
+    import batch_runner
+
+    runner, port, received = await hooks()
+    try:
+        manifest = write_manifest(tmp_path / "m.yaml", 1)
+        result = await batch_runner.run(manifest, out_dir=tmp_path / "o", sandbox=FAST)
+        outcomes = await batch_runner.notify(
+            [f"json://127.0.0.1:{port}/ok/{TOKEN}"], result, manifest=str(manifest)
+        )
+    finally:
+        await runner.cleanup()
+    assert outcomes == [{"service": "#1 json", "ok": True}]
+    assert received[0]["body"]["type"] == "success"
+    assert batch_runner.summary(result, manifest=manifest)["counts"]["succeeded"] == 1

@@ -9,12 +9,15 @@ notification never changes the run's exit code. ``pip install 'batch-runner[noti
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..engine.result import RunResult
 from ..errors import UsageError, printable
 
 #: Failures listed by name in the message.
@@ -33,6 +36,17 @@ class Notifier:
         return f"Notifier(#{self.index} {self.name})"
 
 
+def _apprise() -> Any:
+    """apprise, imported without its import-time DeprecationWarnings (``imghdr`` on 3.11)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            import apprise
+    except ImportError:
+        raise UsageError("--notify needs apprise: pip install 'batch-runner[notify]'.") from None
+    return apprise
+
+
 def _scheme(url: str) -> str:
     return urlsplit(url).scheme.lower() or "?"
 
@@ -42,10 +56,7 @@ def prepare(urls: Sequence[str]) -> list[Notifier]:
     scheme only) when apprise is missing or cannot use a URL."""
     if not urls:
         return []
-    try:
-        import apprise
-    except ImportError:
-        raise UsageError("--notify needs apprise: pip install 'batch-runner[notify]'.") from None
+    apprise = _apprise()
     notifiers = []
     for n, url in enumerate(urls, 1):
         scheme = _scheme(url)
@@ -104,8 +115,7 @@ async def send(
     service named safely). Never raises."""
     if not notifiers:
         return []
-    import apprise
-
+    apprise = _apprise()
     title, body = message(summary)
     failure = apprise.NotifyType.FAILURE if summary["exit_code"] else apprise.NotifyType.SUCCESS
     outcomes = []
@@ -121,14 +131,26 @@ async def send(
     return outcomes
 
 
-class _quiet:
-    """apprise's log lines may quote a URL with its token: keep them off every handler."""
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """apprise's log lines may quote a URL with its token: keep them off every handler. Its
+    plugins load lazily, some with import-time DeprecationWarnings: not the user's concern."""
+    logger = logging.getLogger("apprise")
+    saved = (logger.propagate, logger.handlers[:])
+    logger.propagate, logger.handlers = False, [logging.NullHandler()]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.propagate, logger.handlers = saved
 
-    def __enter__(self) -> None:
-        self.logger = logging.getLogger("apprise")
-        self.saved = (self.logger.propagate, self.logger.handlers[:], self.logger.level)
-        self.logger.propagate = False
-        self.logger.handlers = [logging.NullHandler()]
 
-    def __exit__(self, *exc: object) -> None:
-        self.logger.propagate, self.logger.handlers, _level = self.saved
+async def notify_result(
+    urls: Sequence[str], result: RunResult, *, manifest: str | None = None
+) -> list[dict[str, Any]]:
+    """For library callers: send the end-of-run message for ``result`` to every apprise URL
+    (UsageError for a URL apprise cannot use); one ``{"service", "ok"}`` per URL."""
+    from .machine import summary_data
+
+    return await send(prepare(urls), summary_data(result, manifest=manifest))
