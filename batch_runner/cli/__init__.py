@@ -20,7 +20,8 @@ exit codes:
   1    the run finished and some jobs failed or were cancelled
   2    bad usage, invalid manifest, or credentials rejected
   3    another run holds this output folder
-  4    stopped early with work left (insufficient balance, --max-cost, --deadline)
+  4    stopped early with work left (insufficient balance, --max-cost, --deadline,
+       outputs not published)
   130  interrupted by SIGINT (Ctrl-C)
   143  interrupted by SIGTERM
 """
