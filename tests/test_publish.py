@@ -293,3 +293,29 @@ def test_missing_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "obstore.store", None)
     with pytest.raises(UsageError, match=r"batch-runner\[storage\]"):
         open_target("s3://bucket/prefix")
+
+
+async def test_deadline_leaves_uploads_for_the_next_run(tmp_path: Path, s3: LocalS3) -> None:
+    bucket = s3.bucket("late")
+    manifest = write_manifest(tmp_path / "m.yaml", 4)
+    out = tmp_path / "out"
+    args = ("run", str(manifest), "--out", str(out), "--publish", f"s3://{bucket}/d")
+    s3.put_delay = 1.5  # slower than the deadline allows for four uploads one at a time
+    try:
+        async with Sandbox(FAST) as sb:
+            env = env_for(sb, s3)
+            late = await run_cli(
+                *args, "--publish-concurrency", "1", "--deadline", "3", env=env, timeout=60
+            )
+            assert late.code == 4, late.out + late.err
+            assert "the deadline was reached with uploads left" in late.err
+            left = json.loads((await run_cli("status", str(out), "--json", env=env)).out)
+            assert left["publish"]["unpublished_jobs"] > 0
+            s3.put_delay = 0.0
+            done = await run_cli(*args, env=env)
+            assert done.code == 0, done.err
+            assert sb.stats()["tasks_created"] == 4
+    finally:
+        s3.put_delay = 0.0
+    assert set(s3.versions(bucket).values()) == {1}  # the upload cut off was not repeated
+    assert assert_published(out, s3, bucket, "d") == 4
