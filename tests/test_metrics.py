@@ -205,3 +205,36 @@ async def test_library_callers_get_the_same_metrics(tmp_path: Path) -> None:
     assert one(after, "batch_runner_jobs", status="succeeded") == 2
     assert one(after, "batch_runner_exit_code") == 0
     assert metrics.writes >= 2 and metrics.error is None
+
+
+async def test_a_run_refused_by_the_lock_leaves_the_metrics_file_alone(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 2)
+    out, prom = tmp_path / "out", tmp_path / "m.prom"
+    args = ("run", str(manifest), "--out", str(out), "--metrics-file", str(prom),
+            "--metrics-interval", "0.2")  # fmt: skip
+    async with Sandbox(SandboxConfig(queue_seconds=0.1, run_seconds=(20, 25))) as sb:
+        holder = await start_cli(*args, env=cli_env(sb))
+        try:
+            await wait_until(lambda: prom.exists(), timeout=30)
+            locked = await run_cli(*args, "--notify", "json://127.0.0.1:9/x", env=cli_env(sb))
+            assert locked.code == 3
+            now = parse(prom.read_text("utf-8"))  # still the holder's figures, never blanked
+            assert one(now, "batch_runner_manifest_jobs") == 2
+            assert one(now, "batch_runner_run_active") == 1
+            assert "notification" not in locked.err  # the holder owns the notifications
+        finally:
+            holder.kill()
+            await holder.wait()
+
+
+async def test_a_run_ended_by_an_error_reports_its_exit_code(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 2)
+    prom = tmp_path / "m.prom"
+    async with Sandbox(FAST) as sb:
+        done = await run_cli(
+            "run", str(manifest), "--out", str(tmp_path / "o"), "--metrics-file", str(prom),
+            env=cli_env(sb, WIRO_API_SECRET="not-the-secret"),
+        )  # fmt: skip
+    assert done.code == 2, done.err
+    assert "error:" in done.err
+    assert one(parse(prom.read_text("utf-8")), "batch_runner_exit_code") == 2

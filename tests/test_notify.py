@@ -124,3 +124,21 @@ async def test_library_callers_notify_with_the_same_message(tmp_path: Path) -> N
     assert outcomes == [{"service": "#1 json", "ok": True}]
     assert received[0]["body"]["type"] == "success"
     assert batch_runner.summary(result, manifest=manifest)["counts"]["succeeded"] == 1
+
+
+async def test_a_run_ended_by_an_error_is_notified(tmp_path: Path) -> None:
+    runner, port, received = await hooks()
+    manifest = write_manifest(tmp_path / "m.yaml", 1)
+    try:
+        async with Sandbox(FAST) as sb:
+            done = await run_cli(
+                "run", str(manifest), "--out", str(tmp_path / "o"),
+                "--notify", f"json://127.0.0.1:{port}/ok/{TOKEN}",
+                env=cli_env(sb, WIRO_API_SECRET="not-the-secret"),
+            )  # fmt: skip
+    finally:
+        await runner.cleanup()
+    assert done.code == 2
+    (sent,) = received
+    assert sent["body"]["type"] == "failure" and "fix needed" in sent["body"]["title"]
+    assert "error: " in sent["body"]["message"]

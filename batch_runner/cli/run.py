@@ -226,6 +226,7 @@ def _main(args: argparse.Namespace) -> int:
 
 async def _run(args: argparse.Namespace, target: Target) -> int:
     from ..engine.api import run
+    from ..errors import BatchRunnerError
     from ..report.gallery import write_run_gallery
     from ..report.operate import RunWatch
 
@@ -234,17 +235,23 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
     watch = RunWatch(manifest=target.manifest.path, shard=shard, **watch_options(args))
     reporter = watch.reporter
     try:
-        result = await run(
-            target,
-            options=options,
-            sandbox=args.sandbox,
-            api_base=args.api_base,
-            socket_url=args.socket_url,
-            reporter=reporter,
-            handle_signals=True,
-        )
-    finally:
-        reporter.close()
+        try:
+            result = await run(
+                target,
+                options=options,
+                sandbox=args.sandbox,
+                api_base=args.api_base,
+                socket_url=args.socket_url,
+                reporter=reporter,
+                handle_signals=True,
+            )
+        finally:
+            reporter.close()
+    except BatchRunnerError as exc:
+        await watch.aborted(exc, out_dir=target.out_dir)  # metrics, notifications, JSON
+        if watch.json:
+            return exc.exit_code
+        raise  # printed as for any command
     if not result.interrupted:
         write_run_gallery(result)
     return await watch.finish(result)

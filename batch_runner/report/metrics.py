@@ -15,6 +15,7 @@ Counters (``*_total``) count this run; gauges describe the folder (jobs by statu
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -79,6 +80,7 @@ class MetricsFile:
         self.write_seconds = 0.0
         self.error: str | None = None
         self._last_write = 0.0
+        self._running = False
 
     # --- the Reporter protocol ---------------------------------------------------------
 
@@ -103,11 +105,13 @@ class MetricsFile:
 
     def update(self, counts: dict[str, int], *, total: int, spent: float) -> None:
         self.counts, self.total, self.spent = counts, total, spent
+        self._running = True
         if time.monotonic() - self._last_write >= self.interval:
             self.write()
 
     def close(self) -> None:
-        self.write()
+        if self._running:  # a run that never started (another holds the lock) writes nothing
+            self.write()
 
     def finish(self, result: RunResult) -> None:
         """The run's end: exit code, end time (the ledger's, when it has it), final counts;
@@ -233,10 +237,21 @@ class MetricsFile:
         self.write_seconds += time.perf_counter() - began
 
     def check_writable(self) -> None:
-        """Write once now: UsageError when the file cannot be written (before a run)."""
+        """UsageError when the file's folder is missing or not writable (before a run). The
+        file itself is not touched: another run may be writing it while holding the lock."""
+        if self.path is None:
+            return
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise UsageError(f"--metrics-file: the folder {folder} does not exist.")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UsageError(f"--metrics-file: the folder {folder} is not writable.")
+
+    def finish_error(self, exit_code: int) -> None:
+        """A run that ended on an error (credentials rejected, the ledger unreadable)."""
+        self.ended = time.time()
+        self.exit_code = exit_code
         self.write()
-        if self.error is not None:
-            raise UsageError(f"--metrics-file: {self.error}")
 
 
 class _Collector:

@@ -18,7 +18,7 @@ from typing import Any
 
 from ..engine.reporting import Fanout, Reporter
 from ..engine.result import RunResult
-from ..errors import BatchRunnerError, printable
+from ..errors import BatchRunnerError, LockedError, printable
 from .machine import JsonLines, dumps, install_json_logging, summary_data
 from .metrics import MetricsFile, push_metrics, safe_host
 from .notifiers import prepare, send
@@ -89,16 +89,34 @@ class RunWatch:
         self._emit(summary)
         return result.exit_code
 
-    def failed(self, error: BatchRunnerError, *, out_dir: Path | None = None) -> int:
-        """A run that could not start or stopped on an error (JSON mode): the error line,
-        ``run_ended`` and the summary on stdout; returns the error's exit code."""
-        return emit_failure(error, manifest=self.manifest, out_dir=out_dir, shard=self.shard)
+    async def aborted(self, error: BatchRunnerError, *, out_dir: Path | None = None) -> None:
+        """The run ended on an error: the metrics and notifications say so (not for a held
+        lock: the run holding it owns the metrics file and will notify); in JSON mode the
+        error line, ``run_ended`` and the summary follow. The caller reports the error in
+        text mode, as for any command."""
+        summary = summary_data(None, manifest=self.manifest, out_dir=out_dir, shard=self.shard,
+                               error=error)  # fmt: skip
+        if not isinstance(error, LockedError):
+            if self.metrics is not None:
+                self.metrics.finish_error(error.exit_code)
+                summary["metrics"] = await self._push(error.exit_code)
+            summary["notifications"] = await self._notify(None, summary)
+        if self.lines is not None:
+            issues = list(getattr(error, "issues", ()) or ())
+            extra = {"issues": issues} if issues else {}
+            self.lines.write("error", level="error", message=error.message, **extra)
+        self._emit(summary)
 
     async def _metrics(self, result: RunResult) -> dict[str, Any] | None:
+        if self.metrics is None:
+            return None
+        self.metrics.finish(result)
+        return await self._push(result.exit_code)
+
+    async def _push(self, exit_code: int) -> dict[str, Any] | None:
         metrics = self.metrics
         if metrics is None:
             return None
-        metrics.finish(result)
         info: dict[str, Any] = {
             "file": str(metrics.path) if metrics.path is not None else None,
             "error": metrics.error,
@@ -114,12 +132,14 @@ class RunWatch:
                 self.warn(problem)
         return info
 
-    async def _notify(self, result: RunResult, summary: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _notify(
+        self, result: RunResult | None, summary: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         outcomes = await send(self.notifiers, summary)
         for outcome in outcomes:
             if not outcome["ok"]:
                 self.warn(f"notification {outcome['service']} failed")
-        if self.notify_url:
+        if self.notify_url and result is not None:  # as before: only for a run that ended
             from .notify import notify, summary_payload
 
             payload = summary_payload(
