@@ -141,10 +141,10 @@ def local_s3() -> Iterator[LocalS3]:
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    host, port = server.get_host_and_port()
-    s3 = LocalS3(server, f"http://{host}:{port}")
-    wsgi = server._server  # werkzeug's server reads .app for every request
+    wsgi = server._server  # werkzeug's server; it reads .app for every request
     assert wsgi is not None
+    host, port = wsgi.server_address[:2]  # the port 0 chose (get_host_and_port: moto >= 5.0.x)
+    s3 = LocalS3(server, f"http://{host}:{port}")
     wsgi.app = s3.wrap(wsgi.app)
     try:
         yield s3

@@ -1,16 +1,17 @@
 """Object storage through obstore: open a ``--publish`` target, look at an object, upload a
 file and check it arrived.
 
-obstore (``pip install 'batch-runner[storage]'``) reads credentials and endpoints from each
-store's standard environment variables and files: for S3 ``AWS_ACCESS_KEY_ID``,
-``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``, ``AWS_ENDPOINT_URL`` (R2, a
-local S3) and ``AWS_ALLOW_HTTP=true`` for plain http; for GCS ``GOOGLE_SERVICE_ACCOUNT`` or
-application default credentials; for Azure ``AZURE_STORAGE_ACCOUNT_NAME`` with a key, SAS or
-identity. Nothing here reads or holds a credential: the target URL may carry neither user
-information nor a query (where SAS tokens live), the store's configuration is never printed,
-and every error message is cut to its first line with URL queries removed and known secrets
-redacted before it reaches a log, the ledger or an exception.
-"""
+obstore (``pip install 'batch-runner[storage]'``; 0.8 or later, which keeps object metadata on
+multipart uploads: the sha256 that lets a resume recognise an object it uploaded) reads
+credentials and endpoints from each store's standard environment variables and files: for S3
+``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_SESSION_TOKEN``, ``AWS_REGION``,
+``AWS_ENDPOINT_URL`` (R2, a local S3) and ``AWS_ALLOW_HTTP=true`` for plain http; for GCS
+``GOOGLE_SERVICE_ACCOUNT`` or application default credentials; for Azure
+``AZURE_STORAGE_ACCOUNT_NAME`` with a key, SAS or identity. Nothing here reads or holds a
+credential: the target URL may carry neither user information nor a query (where SAS tokens
+live), the store's configuration is never printed, and every error message is cut to its first
+line with URL queries removed and known secrets redacted before it reaches a log, the ledger or
+an exception. """
 
 from __future__ import annotations
 
