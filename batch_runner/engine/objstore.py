@@ -11,7 +11,8 @@ credentials and endpoints from each store's standard environment variables and f
 credential: the target URL may carry neither user information nor a query (where SAS tokens
 live), the store's configuration is never printed, and every error message is cut to its first
 line with URL queries removed and known secrets redacted before it reaches a log, the ledger or
-an exception. """
+an exception.
+"""
 
 from __future__ import annotations
 
