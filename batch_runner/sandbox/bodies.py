@@ -1,0 +1,101 @@
+"""Request bodies as the service reads them: JSON, urlencoded form, or multipart with files.
+
+A JSON text is accepted whatever the content type says, as the API page's own examples send
+JSON labelled ``multipart/form-data``. Multipart is read part by part, so a file input on
+``/Run`` is capped (like ``/File/Upload``) without buffering a larger request first; file
+parts are kept apart from text fields, by field name, in the order they came.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from aiohttp import BodyPartReader, web
+
+_CHUNK = 256 * 1024
+
+
+class BadBody(Exception):
+    """The request body is neither JSON, a form nor multipart."""
+
+
+class FileTooLarge(Exception):
+    """A file part is over the size limit; ``limit`` is in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+@dataclass(frozen=True)
+class FilePart:
+    """One uploaded file of a multipart body."""
+
+    field: str
+    filename: str
+    data: bytes
+
+
+@dataclass
+class Body:
+    """``fields``: the last value per name (JSON values as they are). ``values``: every text
+    value per name, for repeated form fields. ``form``: json, multipart, urlencoded or empty."""
+
+    form: str
+    fields: dict[str, Any] = field(default_factory=dict)
+    values: dict[str, list[str]] = field(default_factory=dict)
+    files: dict[str, list[FilePart]] = field(default_factory=dict)
+
+    def add(self, name: str, value: str) -> None:
+        self.fields[name] = value
+        self.values.setdefault(name, []).append(value)
+
+
+async def read_body(request: web.Request, max_file_bytes: int) -> Body:
+    """Parse the body; raises BadBody, or FileTooLarge for an oversized file part."""
+    header = request.headers.get("Content-Type", "")
+    if request.content_type == "multipart/form-data" and "boundary=" in header:
+        return await _multipart(request, max_file_bytes)
+    text = (await request.read()).decode("utf-8", errors="replace").strip()
+    if not text:
+        return Body("empty")
+    if text.startswith("{") or request.content_type == "application/json":
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise BadBody from None
+        if not isinstance(data, dict):
+            raise BadBody
+        return Body("json", fields=data)
+    body = Body("urlencoded")
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        body.add(name, value)
+    return body
+
+
+async def _multipart(request: web.Request, max_file_bytes: int) -> Body:
+    body = Body("multipart")
+    try:
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            if not isinstance(part, BodyPartReader) or not part.name:
+                continue
+            if part.filename is None:
+                body.add(part.name, await part.text())
+                continue
+            chunks: list[bytes] = []
+            size = 0
+            while chunk := await part.read_chunk(_CHUNK):
+                size += len(chunk)
+                if size > max_file_bytes:
+                    raise FileTooLarge(max_file_bytes)
+                chunks.append(chunk)
+            # aiohttp clients percent-encode the file name; curl sends it raw
+            name = unquote(part.filename)
+            body.files.setdefault(part.name, []).append(FilePart(part.name, name, b"".join(chunks)))
+    except (ValueError, AssertionError, UnicodeDecodeError, LookupError):
+        raise BadBody from None
+    return body
