@@ -3,9 +3,10 @@
 Values are normalised to the API's string form (``5`` -> ``"5"``, ``false`` -> ``"false"``)
 before they are checked, because clients send JSON numbers and booleans as often as
 strings. Then, item by item in the record's order (the first problem is the answer):
-required inputs must be non-empty; choices must be one of the options; numbers must parse,
+required inputs must be non-empty (an absent one takes its default, so only a required
+input without a default must be sent); choices must be one of the options; numbers must parse,
 be whole when the item's step is, and lie within min..max; text must fit its ``maxlength``.
-An absent input takes its default; an input present but empty is kept empty (the service
+An absent input takes its default; one present but empty is kept empty (the service
 passes it on, and PixVerse randomises an empty ``seed``). Unknown fields are ignored, and
 every model also takes the service-level ``callbackUrl``. Messages follow the service's
 ``Request parameter [X] ...`` style; Wiro's error reference documents ``Request parameter
@@ -116,10 +117,10 @@ def check_value(spec: InputSpec, value: str) -> str:
 
 def resolve_scalar(spec: InputSpec, raw: Mapping[str, Any]) -> str:
     present = spec.name in raw and raw[spec.name] is not None
-    value = to_api_str(raw[spec.name]) if present else None
-    if spec.required and (value is None or not value.strip()):
+    value = to_api_str(raw[spec.name]) if present else spec.default
+    if spec.required and not value.strip():
         raise InputError(f"Request parameter [{spec.name}] required")
-    return spec.default if value is None else check_value(spec, value)
+    return check_value(spec, value) if present else value
 
 
 def resolve(model: ModelSpec, body: Body, store: StoreFile) -> Resolved:
@@ -137,4 +138,3 @@ def resolve(model: ModelSpec, body: Body, store: StoreFile) -> Resolved:
         else:
             resolved.parameters[spec.name] = resolve_scalar(spec, body.fields)
     return resolved
-
