@@ -66,6 +66,8 @@ async def test_detail_finds_raw_and_clean_slugs_case_insensitively(make: Factory
     assert by_clean["slugproject"] == "Text To Image SDXL"  # a raw slug can hold spaces
     assert (await detail(api, "WIRO", "text to image sdxl"))["id"] == by_clean["id"]
     assert (await detail(api, "pixverse", "IMAGE-TO-VIDEO-V5"))["id"] == "1421"
+    status, body = await api.post("/Run/pixverse/IMAGE-TO-VIDEO-V5", data=test_sandbox.INPUTS)
+    assert status == 200 and body["result"] is True  # /Run matches clean slugs the same way
 
 
 async def test_detail_errors_unknown_missing_and_auth(make: Factory) -> None:

@@ -18,6 +18,7 @@ from test_sandbox import Api, Factory, error_of
 
 from batch_runner.sandbox import FaultConfig
 from batch_runner.sandbox.media import sample_bytes
+from batch_runner.sandbox.pricing import Pricing, parse_tiers
 
 make = test_sandbox.make  # the fixture: sandboxes with fast tasks and a raw client
 
@@ -367,3 +368,30 @@ async def test_quotes_reserve_money_for_the_code_97_check(make: Factory) -> None
     status, body = await run(api, MUSIC, json=BASE[MUSIC])  # approximatelycost $0.0146
     assert error_of(body)[0] == 97
     assert sb.stats()["reserved_usd"] == pytest.approx(0.008)
+
+
+def test_tier_matching_quantity_specificity_and_methods() -> None:
+    """The pricing rules on tiers no catalogue record uses (QUANTITY, cps, unknown methods)."""
+    tiers = parse_tiers(
+        json.dumps(
+            [
+                {"inputs": {}, "price": 0.10, "priceMethod": "cpr"},
+                {"inputs": {"quality": "hd"}, "price": 0.20, "priceMethod": "cpr"},
+                {"inputs": {"quality": "hd", "refs": "QUANTITY:2"}, "price": 0.30},
+                {"inputs": {"quality": "slow"}, "price": 0.01, "priceMethod": "cps"},
+                {"inputs": {"quality": "tokens"}, "price": 0.05, "priceMethod": "cpt"},
+            ]
+        )
+    )
+    pricing = Pricing(tiers, cps=0.001, approximate=0.5)
+    assert pricing.charge({"quality": "sd"}, {}, 1, 10.0) == 100_000  # the flat tier
+    assert pricing.charge({"quality": "hd"}, {"refs": 1}, 1, 10.0) == 200_000
+    assert pricing.charge({"quality": "hd"}, {"refs": 2}, 1, 10.0) == 300_000  # most specific
+    assert pricing.quote({"quality": "hd"}, {"refs": 2}, 1) == 300_000
+    assert pricing.charge({"quality": "slow"}, {}, 1, 12.5) == 125_000  # per second
+    assert pricing.quote({"quality": "slow"}, {}, 1) == 500_000  # approximatelycost
+    assert pricing.charge({"quality": "tokens"}, {}, 3, 1.0) == 50_000  # once per run
+    flat = Pricing(parse_tiers(None), cps=0.000585, approximate=0.01)
+    assert flat.charge({}, {}, 1, 6.0) == 3_510  # the API page's 6 s x 0.000585
+    with pytest.raises(ValueError, match="bad price"):
+        parse_tiers('[{"inputs": {}, "price": -1}]')

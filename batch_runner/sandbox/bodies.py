@@ -8,12 +8,13 @@ parts are kept apart from text fields, by field name, in the order they came.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import BodyPartReader, web
+
+from . import jsonio
 
 _CHUNK = 256 * 1024
 
@@ -59,18 +60,19 @@ async def read_body(request: web.Request, max_file_bytes: int) -> Body:
     header = request.headers.get("Content-Type", "")
     if request.content_type == "multipart/form-data" and "boundary=" in header:
         return await _multipart(request, max_file_bytes)
-    text = (await request.read()).decode("utf-8", errors="replace").strip()
-    if not text:
+    raw = (await request.read()).strip()
+    if not raw:
         return Body("empty")
-    if text.startswith("{") or request.content_type == "application/json":
+    if raw.startswith(b"{") or request.content_type == "application/json":
         try:
-            data = json.loads(text)
+            data = jsonio.loads(raw)
         except ValueError:
             raise BadBody from None
         if not isinstance(data, dict):
             raise BadBody
         return Body("json", fields=data)
     body = Body("urlencoded")
+    text = raw.decode("utf-8", errors="replace")
     for name, value in parse_qsl(text, keep_blank_values=True):
         body.add(name, value)
     return body

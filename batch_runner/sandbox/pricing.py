@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MICRO = 1_000_000
 
@@ -84,16 +84,31 @@ class Pricing:
     cps: float
     approximate: float
     seconds_input: str | None = None
+    #: The inputs the tiers look at, and the tier chosen for each combination of their
+    #: values (a few dozen), so that matching is done once per combination.
+    _names: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    _chosen: dict[tuple[object, ...], PriceTier | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        names = sorted({name for tier in self.tiers for name, _ in tier.inputs})
+        object.__setattr__(self, "_names", tuple(names))
 
     def tier_for(
         self, parameters: Mapping[str, str], file_counts: Mapping[str, int]
     ) -> PriceTier | None:
+        key = tuple((parameters.get(n), file_counts.get(n, 0)) for n in self._names)
+        if key in self._chosen:
+            return self._chosen[key]
         best: PriceTier | None = None
         for tier in self.tiers:
             if tier.matches(parameters, file_counts) and (
                 best is None or len(tier.inputs) > len(best.inputs)
             ):
                 best = tier
+        if len(self._chosen) < 4096:
+            self._chosen[key] = best
         return best
 
     def quote(

@@ -22,7 +22,7 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from . import outputs
+from . import jsonio, outputs
 from .config import FaultConfig, SandboxConfig
 from .models import ModelSpec
 from .pricing import concurrency_limit_for, to_micro, to_usd
@@ -40,6 +40,8 @@ from .tasks import (
 )
 
 _ALNUM = string.ascii_letters + string.digits
+#: Random bytes to token characters (one table lookup per character, not a choice each).
+_TOKEN_TABLE = bytes(ord(_ALNUM[b % len(_ALNUM)]) for b in range(256))
 _TASK_FAULTS = ("generation_failure", "task_error", "system_cancel")
 FIRST_TASK_ID = 1_000_001
 
@@ -64,7 +66,7 @@ def _url_name(name: str) -> str:
 
 def canonical_inputs(parameters: dict[str, str]) -> str:
     """The key for "tasks per distinct input set": canonical JSON of resolved parameters."""
-    return json.dumps(parameters, sort_keys=True, separators=(",", ":"))
+    return jsonio.dumps_sorted(parameters)
 
 
 class Project:
@@ -111,7 +113,7 @@ class Project:
     # -- creation --------------------------------------------------------------------------
 
     def token(self, length: int = 30) -> str:
-        return "".join(self._ids.choices(_ALNUM, k=length))
+        return self._ids.randbytes(length).translate(_TOKEN_TABLE).decode()
 
     def hex_id(self) -> str:
         return f"{self._ids.getrandbits(128):032x}"
@@ -333,7 +335,9 @@ class Project:
                 task.handle = None
 
     def snapshot(self, brief: bool = False) -> dict[str, Any]:
-        """Figures from the task table; ``brief`` leaves out the (large) per-input-set map."""
+        """Figures from the task table. ``detail_requests_per_task`` maps each task id that
+        ``/Task/Detail`` named to how many times; ``brief`` leaves out the two (large) maps,
+        that one and the per-input-set one."""
         tasks = self.tasks.values()
         statuses = Counter(t.status for t in tasks)
         models = Counter(t.model for t in tasks)

@@ -9,11 +9,11 @@ here too, so ``/Task/Detail``, ``/Task/List``, Cancel and Kill answer identicall
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import jsonio
 from .models import ModelSpec
 
 QUEUE = "task_queue"
@@ -176,7 +176,7 @@ class SandboxTask:
         cost = self.charged_micro / 1_000_000
         parameters: Any = self.parameters
         if self.params_as_string:
-            parameters = json.dumps(self.parameters, separators=(",", ":"))
+            parameters = jsonio.dumps_text(self.parameters)
         record: dict[str, Any] = {
             "id": str(self.id),
             "uuid": self.uuid,
