@@ -17,6 +17,8 @@ from aiohttp import BodyPartReader, web
 from . import jsonio
 
 _CHUNK = 256 * 1024
+#: Cap on one text field of a multipart body (the app's limit for a whole non-file body).
+TEXT_LIMIT = 4 * 1024 * 1024
 
 
 class BadBody(Exception):
@@ -86,18 +88,28 @@ async def _multipart(request: web.Request, max_file_bytes: int) -> Body:
             if not isinstance(part, BodyPartReader) or not part.name:
                 continue
             if part.filename is None:
-                body.add(part.name, await part.text())
+                data = part.decode(await _read(part, TEXT_LIMIT, is_file=False))
+                body.add(part.name, data.decode(part.get_charset(default="utf-8")))
                 continue
-            chunks: list[bytes] = []
-            size = 0
-            while chunk := await part.read_chunk(_CHUNK):
-                size += len(chunk)
-                if size > max_file_bytes:
-                    raise FileTooLarge(max_file_bytes)
-                chunks.append(chunk)
+            data = await _read(part, max_file_bytes, is_file=True)
             # aiohttp clients percent-encode the file name; curl sends it raw
             name = unquote(part.filename)
-            body.files.setdefault(part.name, []).append(FilePart(part.name, name, b"".join(chunks)))
-    except (ValueError, AssertionError, UnicodeDecodeError, LookupError):
+            body.files.setdefault(part.name, []).append(FilePart(part.name, name, data))
+    except (ValueError, AssertionError, UnicodeDecodeError, LookupError, RuntimeError):
         raise BadBody from None
     return body
+
+
+async def _read(part: BodyPartReader, limit: int, *, is_file: bool) -> bytes:
+    """A part's bytes. Past ``limit``: FileTooLarge for a file (the service's code-0 answer),
+    HTTP 413 for a text field (as for any other body over the app's limit)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            if is_file:
+                raise FileTooLarge(limit)
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=size)
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -10,7 +10,6 @@ was promised, and a body that stalls half-way.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import struct
 from collections.abc import Callable
 from functools import lru_cache
@@ -32,11 +31,6 @@ def sample_bytes() -> bytes:
     return (MEDIA_DIR / SAMPLE_NAME).read_bytes()
 
 
-@lru_cache(maxsize=1)
-def _sample_hash() -> hashlib._Hash:
-    return hashlib.sha256(sample_bytes())
-
-
 def free_box(task_uuid: str, task_id: int, index: int = 0) -> bytes:
     """The per-output ``free`` box: the task (and the output's index after the first)."""
     text = f"batch-runner sandbox output; task {task_id}; uuid {task_uuid}"
@@ -47,14 +41,6 @@ def free_box(task_uuid: str, task_id: int, index: int = 0) -> bytes:
 def output_bytes(task_uuid: str, task_id: int) -> bytes:
     """The exact bytes of a task's (first) video output."""
     return sample_bytes() + free_box(task_uuid, task_id)
-
-
-def output_digest(task_uuid: str, task_id: int) -> tuple[int, str]:
-    """(size, sha256 hex) of a task's (first) video output, hashing only its box."""
-    box = free_box(task_uuid, task_id)
-    digest = _sample_hash().copy()
-    digest.update(box)
-    return len(sample_bytes()) + len(box), digest.hexdigest()
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
