@@ -248,6 +248,7 @@ async def test_combinefileinput_takes_files_and_urls_in_the_input_itself(make: F
     assert len(json.loads(repeated["parameters"]["inputImage"])) == 3
 
 
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
 async def test_files_sent_to_run_are_checked_like_uploads(make: Factory) -> None:
     sb, api = await make(max_upload_bytes=1000)
     for filename, data, expected in (
@@ -259,6 +260,9 @@ async def test_files_sent_to_run_are_checked_like_uploads(make: Factory) -> None
         form.add_field("inputImage", data, filename=filename, content_type="image/png")
         status, body = await run(api, KLING, data=form)
         assert status == 400 and error_of(body)[1].startswith(expected), body
+    form = aiohttp.FormData()
+    form.add_field("prompt", "x" * (4 * 2**20 + 1))  # a text field: capped like a JSON body
+    assert (await run(api, KLING, data=form))[0] == 413
     assert sb.stats()["tasks_created"] == 0
 
 

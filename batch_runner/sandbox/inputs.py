@@ -3,10 +3,10 @@
 Values are normalised to the API's string form (``5`` -> ``"5"``, ``false`` -> ``"false"``)
 before they are checked, because clients send JSON numbers and booleans as often as
 strings. Then, item by item in the record's order (the first problem is the answer):
-required inputs must be non-empty (an absent one takes its default, so only a required
-input without a default must be sent); choices must be one of the options; numbers must parse,
-be whole when the item's step is, and lie within min..max; text must fit its ``maxlength``.
-An absent input takes its default; one present but empty is kept empty (the service
+a required input must not be empty (one left out takes its default, so only a required
+input without a default must be sent); a choice must be one of the options; a number must
+parse, be whole when the item's step is, and lie within min..max; text must fit its
+``maxlength``. An input left out takes its default; one sent empty stays empty (the service
 passes it on, and PixVerse randomises an empty ``seed``). Unknown fields are ignored, and
 every model also takes the service-level ``callbackUrl``. Messages follow the service's
 ``Request parameter [X] ...`` style; Wiro's error reference documents ``Request parameter
