@@ -70,13 +70,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--poll-interval",
         type=positive_float,
         default=1.0,
-        help="first status check after submission, seconds (default 1)",
+        help="first status check after submission while polling, seconds (default 1); "
+        "later checks back off with the task's age",
     )
     p.add_argument(
         "--poll-max",
         type=positive_float,
-        default=15.0,
-        help="longest wait between status checks, seconds (default 15)",
+        default=30.0,
+        help="longest wait between status checks while polling, seconds (default 30)",
     )
     p.add_argument(
         "--task-timeout",

@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..manifest.loader import Manifest
 from ..wiro.retry import RetryPolicy
+from .pushhealth import PushPolicy
 from .track import PollSchedule
 
 #: Tasks in flight when neither the caller nor the manifest says.
@@ -34,6 +35,8 @@ class RunOptions:
     concurrency: int | None = None
     download_concurrency: int = 8
     poll: PollSchedule = field(default_factory=PollSchedule)
+    #: the push watchdog, how far push is trusted, the socket's reconnect backoff
+    push: PushPolicy = field(default_factory=PushPolicy)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     task_timeout: float | None = None
     max_attempts: int = 1

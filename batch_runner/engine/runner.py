@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ..errors import ApiError, AuthError, BatchRunnerError
 from ..ledger.events import JobRegistered, RunEnded, RunStarted
@@ -41,6 +41,7 @@ from .follow import Follower, Verdict
 from .options import RunOptions
 from .outputs import Outputs
 from .plan import Plan, plan_run
+from .pushhealth import PushHealth, TrackingMode
 from .reconcile import Reconciler
 from .reporting import NullReporter, Reporter
 from .result import RunResult
@@ -72,6 +73,7 @@ class Runner:
         self.ctx: RunContext | None = None
         self._task: asyncio.Task[object] | None = None
         self._stages: _Stages | None = None
+        self._lock: RunLock | None = None
         self.started = time.monotonic()
         self._seq_at_start = 0
 
@@ -92,7 +94,7 @@ class Runner:
     async def run(self) -> RunResult:
         """Take the folder's lock, run every job, record how the run ended."""
         self._task = asyncio.current_task()
-        lock = RunLock(self.out_dir)
+        lock = self._lock = RunLock(self.out_dir)
         lock.acquire()
         try:
             ledger = Ledger.open(self.out_dir)
@@ -128,7 +130,7 @@ class Runner:
         plan = plan_run(
             self.manifest.jobs, ctx.ledger.state, retry_failed=self.options.retry_failed
         )
-        stages = self._stages = _Stages(ctx)
+        stages = self._stages = _Stages(ctx, self._tracking_changed)
         await self._apply_plan(plan, stages.outputs)
         stages.reconciler.claim_recorded()
         ctx.say(
@@ -141,8 +143,6 @@ class Runner:
             data=dict(plan.summary()),
         )
         stages.submitter.edited_pending = set(plan.edited_in_flight)
-        if stages.feed is not None:
-            stages.feed.start()
         ctx.tick()
         ticker = asyncio.create_task(self._ticker(ctx), name="progress-ticker")
         try:
@@ -173,6 +173,14 @@ class Runner:
                 JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept), durable=False
             )
         await ctx.ledger.flush()
+
+    def _tracking_changed(self, mode: TrackingMode) -> None:
+        """Say how completion is tracked now, once per change; ``status`` shows it too."""
+        if self.ctx is not None:
+            data: dict[str, object] = {"tracking": mode.by, "reason": mode.reason}
+            self.ctx.say("tracking", message=mode.message, level=mode.level, data=data)
+        if self._lock is not None:
+            self._lock.describe(tracking=mode.to_dict())
 
     @staticmethod
     async def _ticker(ctx: RunContext, every: float = 0.5) -> None:
@@ -334,16 +342,28 @@ class Runner:
 class _Stages:
     """The stages of one run, wired to one context."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, on_tracking: Callable[[TrackingMode], None]) -> None:
         self.ctx = ctx
         options = ctx.options
         push = options.use_socket and bool(ctx.client.socket_url)
-        self.feed = TaskFeed(ctx.client.session, ctx.client.socket_url) if push else None
+        self.feed = (
+            TaskFeed(
+                ctx.client.session,
+                ctx.client.socket_url,
+                backoff_base=options.push.reconnect_base,
+                backoff_cap=options.push.reconnect_cap,
+            )
+            if push
+            else None
+        )
+        off = "push turned off" if not options.use_socket else "no socket URL for this API base"
+        self.health = PushHealth(options.push, self.feed, off_reason=off, on_change=on_tracking)
         self.tracker = Tracker(
             ctx.client,
             schedule=options.poll,
             policy=options.policy,
             feed=self.feed,
+            health=self.health,
             error_budget=options.error_budget,
         )
         self.uploader = Uploader(ctx)
