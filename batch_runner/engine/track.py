@@ -47,7 +47,7 @@ class PollSchedule:
     are seen quickly, long ones cost few requests, and the detection lag stays a bounded
     share of the task's age (at most ``fraction`` of it, about half that on average) until
     the cap. With the defaults (``--poll-interval 1 --poll-max 30``), without jitter, the
-    checks come at ages 1, 2.4, 4.4, 7.1, 10.9, 16.2, 23.7, 34.2, 48.9, 69.4, 98.2, 128.2 s:
+    checks come at ages 1, 2.4, 4.4, 7.1, 10.9, 16.3, 23.9, 34.4, 49.2, 69.8, 98.7, 128.7 s:
     a 20-25 s task costs at most 8 requests, a 120 s task 12, a 10-minute task 28.
     """
 
