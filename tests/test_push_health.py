@@ -117,6 +117,9 @@ async def test_push_costs_two_status_requests_per_task(tmp_path: Path) -> None:
     assert out.rec.tracking == ["push connected; tracking by push"]
     assert out.stats["ws_upgrades"] == 1
     assert not [e for e in out.rec.events if e.level != "info"]
+    tracking = out.result.tracking
+    assert tracking["by"] == "push" and tracking["checks"] == {"subscribed": 12, "final": 12}
+    assert tracking["final_frames"] == 12 and tracking["final_frames_missed"] == 0
 
 
 async def test_lost_final_frames_are_caught_by_the_watchdog(tmp_path: Path) -> None:
@@ -130,6 +133,8 @@ async def test_lost_final_frames_are_caught_by_the_watchdog(tmp_path: Path) -> N
     assert statistics.median(out.lags) >= 2.0  # it was the watchdog, not a final frame
     assert max(out.requests) <= 4 and out.per_task <= 3.0
     assert out.rec.tracking == ["push connected; tracking by push"]
+    assert out.result.tracking["checks"]["watchdog"] >= 8
+    assert out.result.tracking["final_frames_missed"] == 8
 
 
 async def test_a_socket_that_loses_every_final_frame_gives_way_to_polling(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from ..errors import ApiError, AuthError, BatchRunnerError
 from ..ledger.events import JobRegistered, RunEnded, RunStarted
@@ -298,6 +299,7 @@ class Runner:
             submitted=stages.submitter.submitted,
             reconciled=stages.reconciler.count,
             status_requests=stages.tracker.detail_requests,
+            tracking=stages.tracking_summary(),
             edited_pending=len(edited),
             changed=state.seq > self._seq_at_start,
             state=state,
@@ -334,6 +336,7 @@ class Runner:
             submitted=stages.submitter.submitted if stages else 0,
             reconciled=stages.reconciler.count if stages else 0,
             status_requests=stages.tracker.detail_requests if stages else 0,
+            tracking=stages.tracking_summary() if stages else {},
             interrupted=True,
             state=state,
         )
@@ -371,3 +374,15 @@ class _Stages:
         self.submitter = Submitter(ctx, self.reconciler, self.uploader)
         self.follower = Follower(ctx, self.tracker)
         self.outputs = Outputs(ctx)
+
+    def tracking_summary(self) -> dict[str, Any]:
+        """How completion was tracked in this run (``RunResult.tracking``)."""
+        health, feed = self.health, self.feed
+        summary: dict[str, Any] = dict(health.mode.to_dict()) if health.mode else {}
+        summary["checks"] = dict(self.tracker.checks)
+        summary["final_frames"] = health.final_frames
+        summary["final_frames_missed"] = health.missed_finals
+        if feed is not None:
+            summary["socket"] = {"attempts": feed.attempts, "connections": feed.connections,
+                                 "drops": feed.drops, "frames": feed.frames}  # fmt: skip
+        return summary
