@@ -109,8 +109,9 @@ def one_mode(
         stats = sb.stats()
         tasks = sb.tasks()
     row = figures(name, cmd, env, m, sb, jobs, stats)
+    log = (folder / f"{name}.log").read_text("utf-8", "replace")  # the runner's whole stderr
     tracking = [line.split("INFO  ", 1)[-1].split("WARNING ", 1)[-1]
-                for line in (m.out + m.err).splitlines() if "tracking by" in line]  # fmt: skip
+                for line in log.splitlines() if "tracking by" in line]  # fmt: skip
     if len(tasks) != jobs or count_files(out) != jobs:
         raise RuntimeError(f"slots {mode}: {len(tasks)} tasks, {count_files(out)} outputs")
     service = [t["end_ts"] - t["create_ts"] for t in tasks]
