@@ -342,6 +342,12 @@ def missing(run: float) -> list[tuple[float, str]]:
     return [(0.05, "task_start"), (0.5 * run, "task_output"), (0.9 * run, "task_end")]
 
 
+def chatter(run: float) -> list[tuple[float, str]]:
+    """Progress frames that go on after the end, and no final frame under a known name."""
+    frames = [(0.05 + 0.25 * i, "task_output") for i in range(int((run + 30) / 0.25))]
+    return [*frames[:4], (run + 0.02, "task_finished"), *frames[4:]]
+
+
 class ScriptedSocket:
     """A task socket written from the protocol's one paragraph, not from the sandbox: each
     subscription plays ``script(run_seconds)`` (seconds after the task's creation, frame
@@ -486,6 +492,21 @@ async def test_an_independent_socket_without_the_documented_final_frame(
         "push connected; tracking by push",
         "push delivered no final frame for 3 tasks in a row; tracking by polling",
     ]
+
+
+async def test_frames_that_never_end_cannot_hide_a_finished_task(tmp_path: Path) -> None:
+    """The ceiling: a subscribed task is looked at now and then even while frames flow."""
+    manifest = batch_runner.load_manifest(write_manifest(tmp_path / "m.yaml", 3))
+    log = DetailLog()
+    async with StandIn(run_seconds=1.0) as stand, ScriptedSocket(stand, chatter) as sock:
+        stand.detail_hook = log
+        async with WiroClient("k", "s", base_url=stand.base_url, socket_url=sock.url) as client:
+            push = PushPolicy(ceiling_min=2.0)
+            options = RunOptions(out_dir=tmp_path / "out", concurrency=3, push=push)
+            result = await batch_runner.run(manifest, client=client, options=options)
+    assert result.exit_code == 0 and result.succeeded == 3
+    assert max(log.lags(stand)) <= 3.0
+    assert result.tracking["checks"].get("overdue", 0) >= 3
 
 
 # -- durability -------------------------------------------------------------------------------

@@ -131,6 +131,8 @@ def test_watchdog_quiet_adapts_to_normal_gaps() -> None:
     assert policy.quiet([0.5], typical_final_gap=8.0) == pytest.approx(12.0)  # run's normal
     assert policy.quiet([100.0]) == 60.0  # capped
     assert [policy.settle_delay(k) for k in (1, 2, 3, 4, 5, 9)] == [0.5, 1, 2, 4, 5, 5]
+    assert policy.ceiling(0) == 120.0 and policy.ceiling(300) == 300.0
+    assert policy.ceiling(10, typical_duration=90.0) == 180.0
     with pytest.raises(UsageError, match="quiet_min"):
         PushPolicy(quiet_min=0)
     with pytest.raises(UsageError, match="reconnect_base"):
@@ -262,6 +264,15 @@ def test_typical_final_gap_is_learned_from_frames_that_came() -> None:
     for _ in range(64):
         health.task_ended(ended(final=True, gap=0.3))
     assert health.typical_final_gap == 0.3
+
+
+def test_typical_duration_needs_five_tasks() -> None:
+    health, _feed, _said = health_with()
+    for age in (10.0, 11.0, 12.0, 13.0):
+        health.task_ended(None, age)
+    assert health.typical_duration is None
+    health.task_ended(None, 30.0)
+    assert health.typical_duration == 30.0
 
 
 def test_without_a_feed_polling_is_said_once() -> None:

@@ -50,15 +50,21 @@ class PushPolicy:
 
     (the typical gap: the 90th percentile of the gaps before the last 64 final frames that
     did arrive). While it stays silent after such a check, the next ones follow
-    ``max(quiet, PollSchedule.interval(age))``. A final frame whose ``/Task/Detail`` does not
-    show the end yet is looked at again after ``settle_first``, doubling, at most
-    ``quiet_min`` apart. ``reconnect_base``/``reconnect_cap`` shape the socket's backoff.
+    ``max(quiet, PollSchedule.interval(age))``. Frames that keep coming without an end (a
+    final frame under another name, with progress chatter) cannot hide a task for long
+    either: it is looked at when :meth:`ceiling` has passed since the last look, which
+    grows with the task's age, so a healthy long task costs only a few more requests. A
+    final frame whose ``/Task/Detail`` does not show the end yet is looked at again after
+    ``settle_first``, doubling, at most ``quiet_min`` apart. ``reconnect_base`` and
+    ``reconnect_cap`` shape the socket's backoff.
     """
 
     quiet_min: float = 5.0
     gap_factor: float = 3.0
     typical_factor: float = 1.5
     quiet_cap: float = 60.0
+    ceiling_min: float = 120.0
+    overdue_factor: float = 2.0
     settle_first: float = 0.5
     unreliable_after: int = 3
     prove_first: int = 2
@@ -71,6 +77,8 @@ class PushPolicy:
             value = getattr(self, name)
             if not value > 0:
                 raise UsageError(f"PushPolicy.{name} must be positive, not {value!r}.")
+        if not self.ceiling_min > 0 or not self.overdue_factor > 0:
+            raise UsageError("PushPolicy.ceiling_min and overdue_factor must be positive.")
         if not self.quiet_cap >= self.quiet_min:
             raise UsageError("PushPolicy.quiet_cap must be at least quiet_min.")
         if not 0 < self.reconnect_base <= self.reconnect_cap:
@@ -85,6 +93,13 @@ class PushPolicy:
         typical = typical_final_gap or 0.0
         base = max(self.quiet_min, self.gap_factor * largest, self.typical_factor * typical)
         return min(self.quiet_cap, base)
+
+    def ceiling(self, age: float, typical_duration: float | None = None) -> float:
+        """Longest time a subscribed task of ``age`` seconds (at the last look) goes without
+        a look, frames or not: ``max(ceiling_min, age, 2 x the run's typical duration)``, so
+        the looks at a task whose end never shows come at about 120, 240, 480 s..."""
+        typical = self.overdue_factor * (typical_duration or 0.0)
+        return max(self.ceiling_min, age, typical)
 
     def settle_delay(self, checks_after_final: int) -> float:
         """Seconds before looking again at a task whose final frame came but whose record
@@ -137,6 +152,9 @@ class PushHealth:
         self.missed_finals = 0
         self._gaps: deque[float] = deque(maxlen=TYPICAL_WINDOW)
         self.typical_final_gap: float | None = None
+        self._durations: deque[float] = deque(maxlen=TYPICAL_WINDOW)
+        #: the 90th percentile of how long the last 64 finished tasks took (5 at least)
+        self.typical_duration: float | None = None
         self._connected_before = False
         if feed is not None:
             feed.on_state = self._feed_changed
@@ -173,8 +191,13 @@ class PushHealth:
         if feed is not None:
             feed.poke_all()
 
-    def task_ended(self, watch: Watch | None) -> None:
-        """A task was seen finished by ``/Task/Detail``: did its final frame come?"""
+    def task_ended(self, watch: Watch | None, age: float | None = None) -> None:
+        """A task was seen finished by ``/Task/Detail`` at ``age`` seconds after its
+        submission: did its final frame come?"""
+        if age is not None:
+            self._durations.append(age)
+            if len(self._durations) >= 5:
+                self.typical_duration = _p90(self._durations)
         if watch is None:
             return
         if watch.final:
@@ -210,9 +233,13 @@ class PushHealth:
 
     def _learn(self, gap: float) -> None:
         self._gaps.append(gap)
-        ordered = sorted(self._gaps)
-        self.typical_final_gap = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        self.typical_final_gap = _p90(self._gaps)
 
     def _poke(self) -> None:
         if self.feed is not None:
             self.feed.poke_all()
+
+
+def _p90(values: Iterable[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]

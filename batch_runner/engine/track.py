@@ -102,7 +102,8 @@ class Tracker:
 
     ``checks`` counts the status requests by why they were made: ``subscribed`` (right
     after a subscription), ``final`` (a final frame), ``settle`` (after a final frame, the
-    record not showing the end yet), ``watchdog`` (a quiet subscribed task), ``poll``
+    record not showing the end yet), ``watchdog`` (a quiet subscribed task), ``overdue``
+    (a subscribed task not looked at for :meth:`~.pushhealth.PushPolicy.ceiling`), ``poll``
     (polling) and ``retry`` (after a failed request).
     """
 
@@ -158,14 +159,20 @@ class Tracker:
     def _watchdog(self, watch: Watch, wait: _Wait, now: float) -> tuple[float, str]:
         if watch.needs_check:
             return now, "subscribed"
-        push = self.health.policy
-        quiet = push.quiet(watch.gaps, self.health.typical_final_gap)
+        health = self.health
+        quiet = health.policy.quiet(watch.gaps, health.typical_final_gap)
         activity = watch.last_activity
-        if wait.last_check is not None and wait.last_check >= activity:
+        last = wait.last_check
+        if last is None:
+            return activity + quiet, "watchdog"
+        if last >= activity:
             # Silent since the last look: keep looking, gently.
-            gentle = max(quiet, self.schedule.interval(wait.last_check_age))
-            return wait.last_check + gentle, "watchdog"
-        return activity + quiet, "watchdog"
+            due = last + max(quiet, self.schedule.interval(wait.last_check_age))
+        else:
+            due = activity + quiet
+        # Frames or not, never too long without a look.
+        overdue = last + health.policy.ceiling(wait.last_check_age, health.typical_duration)
+        return (overdue, "overdue") if overdue < due else (due, "watchdog")
 
     async def _until_due(self, watch: Watch | None, wait: _Wait) -> str:
         """Sleep until the next status request is due; re-plan whenever the watch is poked."""
@@ -207,6 +214,7 @@ class Tracker:
                     why = await self._until_due(watch, wait)
                 live = watch is not None and feed is not None and feed.is_live(watch)
                 generation = watch.generation if watch is not None else 0
+                after_final = watch is not None and watch.final
                 self.checks[why] += 1
                 try:
                     task = await self._detail(taskid)
@@ -232,7 +240,7 @@ class Tracker:
                 wait.last_check, wait.last_check_age = time.monotonic(), wait.age()
                 wait.next_poll = None
                 if watch is not None:
-                    if watch.final:
+                    if after_final:
                         wait.checks_after_final += 1
                     if live and watch.generation == generation:
                         # This look covers whatever happened before the subscription.
@@ -243,7 +251,7 @@ class Tracker:
                     if on_status is not None:
                         await on_status(task)
                 if task.is_terminal:
-                    self.health.task_ended(watch)
+                    self.health.task_ended(watch, wait.age())
                     return task
                 why = ""
         finally:
