@@ -155,4 +155,3 @@ PRICES_USD: dict[tuple[str, str], float] = {
 def find_model(owner: str, name: str) -> ModelSpec | None:
     """The model ``/Run/{owner}/{name}`` names (clean slugs, case-insensitive)."""
     return _BY_LOWER_SLUG.get(f"{owner}/{name}".lower())
-
