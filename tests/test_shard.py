@@ -7,7 +7,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from clihelp import MakeBatch, journal_events, kill, load_ledger, wait_until
+from clihelp import MakeBatch, finish, journal_events, kill, load_ledger, wait_until
 
 from batch_runner.errors import UsageError
 from batch_runner.ledger.shard import Shard, check_layout, parse_shard, shard_from_env, shard_of
@@ -61,8 +61,9 @@ async def test_workers_share_account_and_folder(batch: MakeBatch) -> None:
     config = SandboxConfig(queue_seconds=0.05, run_seconds=(0.2, 0.5), concurrency_limit=4)
     b = await batch(jobs=30, config=config)
     procs = [await b.start("--shard", f"{k}/3", "--concurrency", "3") for k in range(3)]
-    codes = await asyncio.gather(*(asyncio.wait_for(p.wait(), 120) for p in procs))
-    assert codes == [0, 0, 0]
+    # finish() reads the pipes (wait() alone could block on a full one) and shows stderr.
+    ends = await asyncio.gather(*(finish(p, timeout=120) for p in procs))
+    assert [e.code for e in ends] == [0, 0, 0], "\n".join(e.err[-2000:] for e in ends)
     stats = b.stats()
     assert stats["tasks_created"] == 30
     assert stats["duplicate_tasks"] == 0
