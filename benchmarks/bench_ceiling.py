@@ -139,10 +139,8 @@ def raw_cmd(jobs_file: Path, concurrency: int, poll: float = 0.05) -> list[str]:
 def default_loop() -> str:
     """The loop the CLI uses when BATCH_RUNNER_LOOP is not set ("asyncio" or "uvloop")."""
     sys.path.insert(0, str(ROOT))
-    try:
-        from batch_runner.engine.api import event_loop_factory
-    except ImportError:  # moved by a restructuring: the documented default
-        return "asyncio"
+    from batch_runner.engine.api import event_loop_factory
+
     saved = os.environ.pop("BATCH_RUNNER_LOOP", None)
     try:
         return "asyncio" if event_loop_factory() is None else "uvloop"

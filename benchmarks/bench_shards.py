@@ -63,6 +63,7 @@ def one_setup(
         "duplicates": stats.get("duplicate_tasks"), "max_in_flight": stats.get("max_in_flight"),
         "server": sb.command, "commands": [show(c) for c in cmds],
         "other_load": max(m.other_load for m in results),
+        "server_cpu": results[0].server_cpu,
     }  # fmt: skip
 
 
@@ -86,7 +87,8 @@ def run(
                    command=" & ".join(row["commands"]),
                    note=f"{jobs} jobs of {low:g}-{high:g} s, account limit {limit}, "
                    f"{row['jobs_per_s']:.0f} jobs/s, CPU {row['cpu']:.1f} s in all, max "
-                   f"{row['max_in_flight']} in flight, peak RSS {row['rss_mb_max']:.0f} MB/worker"),
+                   f"{row['max_in_flight']} in flight, peak RSS {row['rss_mb_max']:.0f} MB/worker, "
+                   f"sandbox CPU {row['server_cpu'] / jobs * 1000:.2f} ms/task"),
             Figure("shards", f"{row['workers']} worker(s), duplicate tasks", row["duplicates"], "",
                    "0", row["duplicates"] == 0, report.bench_cmd),
         )  # fmt: skip

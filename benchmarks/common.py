@@ -73,8 +73,8 @@ class Figure:
         if self.value is None:
             return "n/a"
         v = self.value
-        if isinstance(v, int):
-            return f"{v:,} {self.unit}".strip()
+        if isinstance(v, int) or v == 0:
+            return f"{v:,.0f} {self.unit}".strip()
         if self.unit == "%":
             return f"{v:.1f} %"
         if self.unit == "x":
