@@ -13,3 +13,4 @@ def schemas_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return _PACKAGE.parent / "schemas"
+
