@@ -191,4 +191,3 @@ def inspect_image(path: Path) -> ImageInfo | str:
     except OSError as exc:
         return f"cannot read {path}: {exc.strerror or exc}"
     return ImageInfo(path, size, found, digest.hexdigest())
-
