@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import WSMsgType, web
-from clihelp import write_manifest
+from clihelp import cli_env, run_cli, write_manifest
 from standin import StandIn, json_response
 
 import batch_runner
@@ -291,6 +291,29 @@ async def test_status_shows_the_tracking_mode_while_a_run_is_active(
         printed.replace("\n", " ")
     )
     assert batch_runner.status(tmp_path / "out")["tracking"] is None  # the run is over
+
+
+async def test_the_cli_log_says_once_how_completion_is_tracked(tmp_path: Path) -> None:
+    manifest = write_manifest(tmp_path / "m.yaml", 6)
+    async with Sandbox(SHORT.but(socket_mode="refuse")) as sb:
+        args = ("run", str(manifest), "--out", str(tmp_path / "out"), "--log-format", "text")
+        done = await run_cli(*args, env=cli_env(sb))
+        upgrades = sb.stats()["ws_upgrades"]
+    assert done.code == 0, done.err
+    lines = [line for line in done.err.splitlines() if "tracking by" in line or "push" in line]
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        "WARNING push unavailable (HTTP 404 from the socket URL); tracking by polling"
+    )
+    assert 1 <= upgrades <= 6
+    async with Sandbox(SHORT) as sb:
+        args = ("run", str(manifest), "--out", str(tmp_path / "out2"), "--log-format", "json")
+        done = await run_cli(*args, env=cli_env(sb))
+    assert done.code == 0, done.err
+    said = [json.loads(line) for line in done.err.splitlines() if '"tracking"' in line]
+    assert [(e["level"], e["tracking"], e["message"]) for e in said] == [
+        ("info", "push", "push connected; tracking by push")
+    ]
 
 
 def test_the_live_display_shows_the_tracking_mode() -> None:
