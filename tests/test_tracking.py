@@ -114,6 +114,20 @@ def test_failure_reasons_name_the_cause_without_the_url() -> None:
     assert "without upgrading" in describe_failure(
         aiohttp.WSServerHandshakeError(info, (), status=200, message="OK")
     )
+    import errno
+    import socket
+
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, "Connect call failed ('127.0.0.1', 9)")
+    assert describe_failure(aiohttp.ClientConnectorError(key, refused)) == (
+        "cannot connect to the socket URL (Connection refused)"
+    )
+    unknown = socket.gaierror(-2, "Name or service not known")
+    assert describe_failure(aiohttp.ClientConnectorError(key, unknown)) == (
+        "cannot connect to the socket URL (Name or service not known)"
+    )
     assert describe_failure(TimeoutError()) == "the socket URL did not answer in time"
     assert describe_failure(ValueError("bad")) == "the socket URL is not valid"
     for exc in (refused, TimeoutError(), ValueError("x")):

@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
+import socket
 import time
 from collections import deque
 from collections.abc import Callable
@@ -83,13 +85,21 @@ def describe_failure(exc: BaseException) -> str:
             return f"HTTP {exc.status} from the socket URL"
         return f"the socket URL answered HTTP {exc.status} without upgrading"
     if isinstance(exc, aiohttp.ClientConnectorError):
-        why = exc.os_error.strerror if exc.os_error is not None else None
-        return f"cannot connect to the socket URL ({why or type(exc.os_error).__name__})"
+        return f"cannot connect to the socket URL ({_os_reason(exc.os_error)})"
     if isinstance(exc, TimeoutError):
         return "the socket URL did not answer in time"
     if isinstance(exc, aiohttp.InvalidURL | ValueError):
         return "the socket URL is not valid"
     return f"socket error ({type(exc).__name__})"
+
+
+def _os_reason(err: OSError | None) -> str:
+    """``Connection refused``, ``Name or service not known``: the words, not the address."""
+    if err is None:
+        return "unknown error"
+    if err.errno and err.errno > 0 and not isinstance(err, socket.gaierror):
+        return os.strerror(err.errno)
+    return err.strerror or type(err).__name__
 
 
 @dataclass(eq=False)
