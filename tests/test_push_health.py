@@ -365,6 +365,11 @@ def missing(run: float) -> list[tuple[float, str]]:
     return [(0.05, "task_start"), (0.5 * run, "task_output"), (0.9 * run, "task_end")]
 
 
+def early_final(run: float) -> list[tuple[float, str]]:
+    """The final frame before the task's record shows the end (the record lags behind)."""
+    return [(0.05, "task_start"), (0.6 * run, "task_postprocess_end")]
+
+
 def chatter(run: float) -> list[tuple[float, str]]:
     """Progress frames that go on after the end, and no final frame under a known name."""
     frames = [(0.05 + 0.25 * i, "task_output") for i in range(int((run + 30) / 0.25))]
@@ -530,6 +535,13 @@ async def test_frames_that_never_end_cannot_hide_a_finished_task(tmp_path: Path)
     assert result.exit_code == 0 and result.succeeded == 3
     assert max(log.lags(stand)) <= 3.0
     assert result.tracking["checks"].get("overdue", 0) >= 3
+
+
+async def test_a_final_frame_ahead_of_the_record_is_settled_quickly(tmp_path: Path) -> None:
+    _result, stand, _sock, log, rec = await run_on_standin(tmp_path, early_final, jobs=4)
+    assert max(log.lags(stand)) < 1.5
+    assert max(log.requests.values()) <= 5  # subscribed, final, then 0.5 s, 1 s apart
+    assert rec.tracking == ["push connected; tracking by push"]  # frames did come
 
 
 # -- durability -------------------------------------------------------------------------------
