@@ -14,7 +14,3 @@ def schemas_dir() -> Path:
         return packaged
     return _PACKAGE.parent / "schemas"
 
-
-def sample_media_dir() -> Path:
-    """Bundled media the sandbox serves (a real, playable MP4)."""
-    return _PACKAGE / "sandbox" / "media"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,7 +192,3 @@ def inspect_image(path: Path) -> ImageInfo | str:
         return f"cannot read {path}: {exc.strerror or exc}"
     return ImageInfo(path, size, found, digest.hexdigest())
 
-
-def known_columns(inputs: Iterable[str]) -> list[str]:
-    """The names a CSV header may use: the model's inputs plus ``id`` and ``image``."""
-    return [*inputs, "id", "image"]
