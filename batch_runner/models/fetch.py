@@ -58,8 +58,13 @@ async def fetch_definition(client: WiroClient, model: str) -> ModelDefinition:
     """The definition of ``model`` as the service describes it now (raises ApiError, or
     DefinitionProblem for a record that cannot be used)."""
     tool = await FETCH_POLICY.call(lambda: client.tool_detail(model))
+    base = public_base(client.base_url)
     return definition_from_tool(
-        tool, requested=model, api_base=public_base(client.base_url), fetched_at=time.time()
+        tool,
+        requested=model,
+        api_base=base,
+        fetched_at=time.time(),
+        origin=f"fetched from {base}",
     )
 
 

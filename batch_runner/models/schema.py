@@ -174,7 +174,8 @@ def derive_schema(model: str, items: Sequence[InputItem]) -> dict[str, Any]:
         "title": f"{model} inputs",
         "description": f"The inputs of POST /Run/{model}, derived from its tool record.",
         "type": "object",
-        "required": [item.name for item in items if item.required],
+        # A required input with a default need not be written: the default is sent.
+        "required": [item.name for item in items if item.required and not item.default],
         "additionalProperties": False,
         "properties": properties,
     }
