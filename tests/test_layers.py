@@ -2,7 +2,8 @@
 circle; the sandbox imports nothing from the client side.
 
 Layers, bottom up (docs/DESIGN.md draws them): the foundation (``errors``, ``_files``,
-``_resources``, ``_media``), ``wiro`` (the API), ``models`` (model definitions), ``ledger`` (durable state and the folder's layout),
+``_resources``, ``_media``), ``wiro`` (the API), ``models`` (model definitions), ``ledger``
+(durable state and the folder's layout),
 ``manifest`` (YAML to jobs), ``engine`` (running), ``report`` (telling people), ``cli``, and the
 package face (``__init__``). A module may import from its own layer or any layer below.
 """

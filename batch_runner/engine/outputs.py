@@ -15,7 +15,6 @@ import os
 from pathlib import Path
 
 from .._media import HEAD_BYTES, kind_of, type_of_file
-
 from ..errors import (
     ApiError,
     DiskFullError,

@@ -57,8 +57,10 @@ class Uploader:
         """The URLs of one file input's files, uploading the local ones that are new."""
         urls: list[str] = []
         for ref in file_input.refs:
-            urls.append(ref.url if ref.path is None else await self.url_for(job, ref))
-        return [u for u in urls if u]
+            url = ref.url if ref.path is None else await self.url_for(job, ref)
+            if url:
+                urls.append(url)
+        return urls
 
     async def url_for(self, job: Job, ref: FileRef) -> str:
         """The service URL of a local file, uploading it when it is new."""

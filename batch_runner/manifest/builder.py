@@ -201,6 +201,7 @@ class JobBuilder:
         self.explicit_ids: dict[str, tuple[str, RawJob]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
+        self.file_reported: set[str] = set()
         self.bases: list[_Base] = []
         self.ordinal = 0
 
@@ -283,12 +284,14 @@ class JobBuilder:
         files, attempted = self.resolve_files(raw, spec, merged, origin, rank)
         merged.pop("image", None)
         for name, message in spec.input_problems(merged):
-            layer = origin.get(name or "")
+            found = origin.get(name or "")
+            if name in self.file_reported:
+                continue  # said more precisely by the file checks
             if name is None:
                 self.issue(raw, raw.line, f"{where}: {message}")
-            elif layer is not None and layer.where is not None:  # others: reported there
-                line = layer.line_of(name)
-                self.issue(raw, line, f"{where} field '{layer.prefix}{name}': {message}")
+            elif found is not None and found.where is not None:  # others: reported there
+                line = found.line_of(name)
+                self.issue(raw, line, f"{where} field '{found.prefix}{name}': {message}")
         self.check_required(raw, where, spec, merged, attempted)
         if self.ctx.issues.count != before or files is None:
             return None
@@ -354,6 +357,7 @@ class JobBuilder:
         lower layers that a higher one overrides are dropped from ``merged``."""
         found: list[tuple[FileSpec, list[FileRef]]] = []
         attempted: set[str] = set()
+        self.file_reported.clear()
         ok = True
         image_spec = spec.image_spec
         names = {fs.name: fs for fs in spec.files.values()}
@@ -410,6 +414,7 @@ class JobBuilder:
         else:
             entries, why = file_entries(fs, key, value)
             if why is not None:
+                self.file_reported.add(key)
                 if where is not None:
                     self.issue(raw, layer.line_of(key), f"{where} field '{shown}': {why}")
                 return None
@@ -479,9 +484,9 @@ class JobBuilder:
         for item in spec.definition.items if spec.definition is not None else ():
             # A required input left out is sent with its default: what is sent is explicit
             # (and in the fingerprint), not left to the service.
-            if item.required and item.default and not item.is_file and item.name not in inputs:
-                if item.name in spec.properties and item.name not in self.axis_lines:
-                    inputs[item.name] = item.default
+            wanted = item.required and item.default and not item.is_file
+            if wanted and item.name not in inputs and item.name not in self.axis_lines:
+                inputs[item.name] = str(item.default)
         image = image_sha256 = None
         inputs_files: list[FileInput] = []
         tokens: dict[str, list[str]] = {}
@@ -533,7 +538,13 @@ class JobBuilder:
             else:
                 own[key] = normalise_value(value)
         if "image" in raw.data:
-            image_sha256 = self.image_sha(raw.data["image"], first)
+            image_spec = first.spec.image_spec
+            if image_spec is not None and image_spec.kind != "url" and image_spec.name in local:
+                # the same job as one that names the input itself (``inputImage: a.png``)
+                tokens = ",".join(ref.token for ref in local[image_spec.name].refs)
+                own[image_spec.name] = tokens
+            else:
+                image_sha256 = self.image_sha(raw.data["image"], first)
         own_hash = content_hash(own, image_sha256)
         count = self.occurrences[own_hash] = self.occurrences.get(own_hash, 0) + 1
         return derive_job_id(own.get("prompt"), own_hash, count)

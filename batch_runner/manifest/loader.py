@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -403,9 +404,7 @@ class _Loader:
                 values[key] = value
                 values.key_lines[key] = block.key_lines[key]
             self.check_values([spec], values, where, block.key_lines, block.line)
-            ctx.blocks[model] = Layer(
-                values, lambda k, b=block: b.key_lines.get(k, b.line), self.display, None
-            )
+            ctx.blocks[model] = Layer(values, _line_finder(block), self.display, None)
 
     @staticmethod
     def union(specs: list[ModelSpec]) -> list[str]:
@@ -601,6 +600,11 @@ class _Loader:
             models=tuple(dict.fromkeys(job.model for job in jobs)) or tuple(names),
             definitions={spec.name: spec.definition for spec in specs.values() if spec.definition},
         )
+
+
+def _line_finder(block: YMap) -> Callable[[str], int]:
+    """The line of a key of ``block`` (the block's own line for others)."""
+    return lambda key: block.key_lines.get(key, block.line)
 
 
 @dataclass(slots=True)

@@ -355,6 +355,9 @@ def problem(error: ValidationError) -> str:
         hint = ""
         if isinstance(instance, bool) and show(instance) not in value:
             hint = " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
+        elif schema.get("x-suggest") and isinstance(instance, str | int | float):
+            close = suggest(str(instance), [v for v in value if isinstance(v, str)])
+            hint = f"; did you mean {show(close)}?" if close is not None else ""
         return f"{show(instance)} is not one of {allowed_values(value)}{hint}"
     if keyword == "const":
         return f"{show(instance)} must be {show(value)}"
@@ -368,8 +371,6 @@ def problem(error: ValidationError) -> str:
         return f"{show(instance)} {what}: expected {expected_text}"
     if keyword == "minItems":
         return f"must have at least {value} item{'s' if value != 1 else ''}"
-    if keyword == "minProperties":
-        return lambda v: not isinstance(v, dict) or len(v) >= value
     if keyword == "maxItems":
         return f"has {len(instance)} items; at most {value} are allowed"
     if keyword == "minProperties":

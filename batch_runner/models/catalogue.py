@@ -49,7 +49,9 @@ async def pull(client: WiroClient, model: str, folder: Path) -> Pulled:
         close = f"; did you mean {hint!r}?" if hint else ""
         raise ModelError(f"unknown model {model!r}: the service has no such model{close}") from None
     except DefinitionProblem as exc:
-        raise ModelError(f"the service describes {model!r} in a way batch-runner cannot use: {exc}")
+        raise ModelError(
+            f"the service describes {model!r} in a way batch-runner cannot use: {exc}"
+        ) from None
     previous = None
     existing = find_file(folder, model)
     if existing is not None:

@@ -72,7 +72,11 @@ def _choice(item: InputItem) -> dict[str, Any]:
         return {"description": "a value", "type": ["string", "integer", "number", "boolean"]}
     enum: list[Any] = list(values)
     enum += [number for v in values if (number := _yaml_number(v)) is not None]
-    prop: dict[str, Any] = {"description": "one of the model's options", "enum": enum}
+    prop: dict[str, Any] = {
+        "description": "one of the model's options",
+        "enum": enum,
+        "x-suggest": True,
+    }
     lowered = {v.lower(): v for v in values}
     for yes, no in _BOOLEAN_PAIRS:
         if yes in lowered and no in lowered:

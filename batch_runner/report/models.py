@@ -149,7 +149,7 @@ def render_list(total: int, records: Sequence[dict[str, Any]], names: Sequence[s
             [str(c) for c in categories if "-to-" in str(c)] if isinstance(categories, list) else []
         )
         typical = record.get("approximatelycost")
-        price = f"${float(typical):g}" if _is_number(typical) else ""
+        price = f"${float(str(typical)):g}" if _is_number(typical) else ""
         rows.append((name, str(record.get("title") or ""), ", ".join(kinds[:3]), price))
     lines = table(("model", "title", "kind", "typical cost"), rows) if rows else ["no models"]
     if total > len(rows):
