@@ -200,7 +200,8 @@ def test_file_limits_count_size_and_missing(project: Path) -> None:
     assert "at most 3" in found[0]
     assert (
         found[1]
-        == "4: job 'b' (#2) field 'inputImage': big.png is 101.0 MiB; uploads must be at most 100 MiB"
+        == "4: job 'b' (#2) field 'inputImage': big.png is 101.0 MiB; uploads must be at most "
+        "100 MiB"
     )
     assert found[2].startswith("5: job 'c' (#3) field 'inputImage': file not found: ")
     assert "only http(s) URLs or local files" in found[3]
@@ -321,8 +322,10 @@ def test_model_in_defaults_and_unknown_csv_columns(project: Path) -> None:
         "negativePrompt, mode, duration, ratio, sound, multiPrompt, cfgScale, inputImageUrl, "
         "inputImage2Url, callbackUrl, id, image)"
     )
-    assert job_issue.endswith("jobs.csv:2: job #1: missing required input 'inputImage' (or "
-                              "'image' for a local file); set it in the job or in 'defaults'")  # fmt: skip
+    assert job_issue.endswith(
+        "jobs.csv:2: job #1: missing required input 'inputImage' (or 'image' for a local "
+        "file); set it in the job or in 'defaults'"
+    )
 
 
 def test_manifest_summary_for_several_models(project: Path) -> None:

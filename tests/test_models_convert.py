@@ -227,6 +227,10 @@ def test_broken_dynamicprice_is_a_warning_not_an_error() -> None:
     assert odd.tiers == () and len(odd.warnings) >= 3
 
 
+def with_items(record: dict[str, Any], *items: Any) -> dict[str, Any]:
+    return {**record, "parameters": [{"title": "G", "items": list(items)}]}
+
+
 # -- hostile records -------------------------------------------------------------------------------
 
 
@@ -238,21 +242,21 @@ def test_broken_dynamicprice_is_a_warning_not_an_error() -> None:
         (lambda t: {**t, "parameters": [7]}, "parameter group #1 is not an object"),
         (lambda t: {**t, "parameters": [{"items": {"id": "x"}}]}, "'items' is not a list"),
         (
-            lambda t: {**t, "parameters": [{"title": "G", "items": [{"id": "../etc", "type": "text"}]}]},
+            lambda t: with_items(t, {"id": "../etc", "type": "text"}),
             "has the id '../etc': an input name must be",
         ),
         (
-            lambda t: {**t, "parameters": [{"items": [{"id": "a", "type": "text"}] * 2}]},
+            lambda t: with_items(t, {"id": "a", "type": "text"}, {"id": "a", "type": "text"}),
             "input 'a' is defined twice",
         ),
         (lambda t: {**t, "cleanslugowner": "a/b", "slugowner": ""}, "not owner/name"),
         (lambda t: {**t, "readme": "x" * (MAX_TOOL_BYTES + 1)}, "bytes (at most"),
         (
-            lambda t: {**t, "parameters": [{"items": [{"id": f"i{n}", "type": "text"} for n in range(501)]}]},
+            lambda t: with_items(t, *({"id": f"i{n}", "type": "text"} for n in range(501))),
             "more than 500 inputs",
         ),
         (
-            lambda t: {**t, "parameters": [{"items": [{"id": "s", "type": "select", "options": "a,b"}]}]},
+            lambda t: with_items(t, {"id": "s", "type": "select", "options": "a,b"}),
             "options must be a list",
         ),
     ],

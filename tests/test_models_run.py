@@ -237,7 +237,7 @@ async def test_compare_manifest_runs_three_models_per_prompt_from_the_cli(tmp_pa
     ledger = load_ledger(out)
     prompts: dict[str, set[str]] = {}
     for job_id, record in ledger["jobs"].items():
-        base, _, model = job_id.partition("__model-")
+        base = job_id.partition("__model-")[0]
         prompts.setdefault(base, set()).add(record["model"])
         (saved,) = record["outputs"]
         data = (out / saved["path"]).read_bytes()
