@@ -44,7 +44,8 @@ async def pull(client: WiroClient, model: str, folder: Path) -> Pulled:
     try:
         definition = await fetch_definition(client, model)
     except NotFoundError:
-        names = await search_names(client, model.rpartition("/")[2])
+        names = [n for part in dict.fromkeys(model.split("/"))
+                 for n in await search_names(client, part)]  # fmt: skip
         hint = closest(model, names)
         close = f"; did you mean {hint!r}?" if hint else ""
         raise ModelError(f"unknown model {model!r}: the service has no such model{close}") from None

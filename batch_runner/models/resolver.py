@@ -198,10 +198,12 @@ class Resolver:
         try:
             definition = fetcher.definition(model)
         except NotFoundError:
-            try:
-                names = fetcher.names(model.rpartition("/")[2])
-            except (ApiError, OSError):
-                names = []
+            names: list[str] = []
+            for search in dict.fromkeys(model.split("/")):  # the owner's models, then by name
+                try:
+                    names += fetcher.names(search)
+                except (ApiError, OSError):
+                    break
             raise ModelError(
                 f"unknown model {model!r}: {fetcher.where} has no such model"
                 f"{self._hint(model, project, names)}"
