@@ -311,3 +311,11 @@ def test_definition_files_round_trip_and_bad_files_are_named() -> None:
         definition_from_file({**kling.to_file(), "version": 2}, "x.json")
     with pytest.raises(DefinitionProblem, match="not a valid JSON Schema"):
         definition_from_file({**kling.to_file(), "schema": {"type": 5}}, "x.json")
+
+
+def test_an_input_named_like_a_manifest_key_is_left_to_the_service() -> None:
+    record = with_items(tool("klingai--kling-v3"), {"id": "model", "type": "text"},
+                        {"id": "prompt", "type": "text"})  # fmt: skip
+    odd = definition_from_tool(record)
+    assert "model" not in odd.schema["properties"]
+    assert any("'model' has the name of a manifest key" in w for w in odd.warnings)

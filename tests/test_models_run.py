@@ -144,6 +144,15 @@ async def test_every_kind_of_model_and_file_input_end_to_end(folder: Path) -> No
     assert frames["file_inputs"]["inputImage2"][0]["url"] == url[lighthouse]
     assert frames["parameters"]["sound"] == "on"
 
+    # the gallery puts only videos in video players (the others are linked, for now)
+    from batch_runner.report.gallery import render_gallery
+
+    page = render_gallery(out, batch_runner.read_ledger(out), manifest)
+    assert '<a class="o" href="pics/0.png">' in page and 'src="pics/0.png"' not in page
+    assert '<a class="o" href="voice.wav">' in page and 'src="voice.wav"' not in page
+    assert '<video controls muted loop playsinline preload="metadata" src="refs.mp4">' in page
+    assert "wiro/text-to-image-sdxl, wiro/kokoro_tts" in page  # every model in the header
+
 
 def _events(out: Path) -> list[dict[str, Any]]:
     journal = out / "journal.jsonl"

@@ -29,7 +29,7 @@ import orjson
 
 from .items import DefinitionProblem, InputItem, api_str, parse_item
 from .prices import PriceBook, PriceTier, as_number, parse_tiers
-from .schema import derive_schema
+from .schema import RESERVED, derive_schema
 
 FORMAT = "batch-runner model definition"
 VERSION = 1
@@ -182,6 +182,12 @@ def definition_from_tool(
         raise DefinitionProblem(f"asked for {requested!r}, the service answered about {model!r}")
     warnings: list[str] = []
     items = _items(tool.get("parameters"), warnings)
+    for item in items:
+        if item.name in RESERVED:
+            warnings.append(
+                f"input {item.name!r} has the name of a manifest key of batch-runner's own: "
+                "manifests cannot set it (the service uses its default)"
+            )
     tiers = parse_tiers(tool.get("dynamicprice"), warnings)
     categories = tool.get("categories")
     cats = tuple(str(c)[:60] for c in categories[:50]) if isinstance(categories, list) else ()

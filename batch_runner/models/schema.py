@@ -31,6 +31,8 @@ CALLBACK = {
     "maxLength": 4096,
 }
 _BOOLEAN_PAIRS = (("on", "off"), ("yes", "no"), ("true", "false"))
+#: Manifest keys of batch-runner's own: an input of that name cannot be set from a manifest.
+RESERVED = frozenset({"id", "image", "model", "models"})
 
 
 def _fmt(number: float) -> str:
@@ -163,6 +165,7 @@ def derive_schema(model: str, items: Sequence[InputItem]) -> dict[str, Any]:
     """The schema of a model's inputs under their API names (plus ``<name>Url`` for file
     inputs and the service-level ``callbackUrl``)."""
     properties: dict[str, Any] = {}
+    items = [item for item in items if item.name not in RESERVED]
     names = {item.name for item in items}
     for item in items:
         properties[item.name] = property_for(item)
