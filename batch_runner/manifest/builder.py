@@ -160,6 +160,18 @@ class JobContext:
 
 
 @dataclass(slots=True)
+class _SpecPlan:
+    """What every job on one model shares, worked out once (the hot path runs per job)."""
+
+    taken: frozenset[str]
+    static: list[Layer]  # defaults and the model's block, filtered to its inputs
+    files: list[tuple[str, FileSpec, tuple[str, ...]]]  # file input, its spec, its keys
+    trigger: frozenset[str]  # every key that sets some file input
+    required: list[tuple[str, tuple[str, ...]]]  # required input and the keys that set it
+    others: frozenset[str]  # inputs of the manifest's other models that this one lacks
+
+
+@dataclass(slots=True)
 class _Partial:
     """A base job checked on one model, before matrix expansion."""
 
@@ -170,8 +182,9 @@ class _Partial:
     image: Path | None
     image_sha256: str | None
     files: tuple[FileInput, ...]
-    tokens: dict[str, list[str]]
-    counts: dict[str, int]
+    tokens: dict[str, list[str]] | None  # None: no file input holds local files
+    counts: dict[str, int] | None  # files per file input; None: none
+    spec_key: str = ""  # the model as the manifest writes it
 
 
 @dataclass(slots=True)
@@ -181,7 +194,13 @@ class _Base:
     raw: RawJob
     label: str
     base_id: str
-    parts: dict[str, _Partial]
+    #: the job on its one model, or by model for a job on several (a matrix over model)
+    parts: _Partial | dict[str, _Partial]
+
+    def part(self, model: str | None) -> _Partial | None:
+        if isinstance(self.parts, _Partial):
+            return self.parts if model is None or model == self.parts.spec_key else None
+        return self.parts.get(model) if model else next(iter(self.parts.values()))
 
 
 class JobBuilder:
@@ -202,6 +221,7 @@ class JobBuilder:
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
         self.file_reported: set[str] = set()
+        self.plans: dict[str, _SpecPlan] = {}
         self.bases: list[_Base] = []
         self.ordinal = 0
 
@@ -240,20 +260,52 @@ class JobBuilder:
             if part is not None:
                 parts[model] = part
         if self.ctx.issues.count == before and parts:
-            self.bases.append(_Base(raw, label, self.base_id(raw, parts), parts))
+            base_id = self.base_id(raw, parts)
+            only = next(iter(parts.values())) if len(parts) == 1 else None
+            self.bases.append(_Base(raw, label, base_id, only or parts))
 
-    def layers(self, raw: RawJob, where: str, spec: ModelSpec, model: str) -> list[Layer]:
-        """The job's values on ``model`` (as the manifest writes it), lowest first."""
-        ctx, data = self.ctx, raw.data
-        taken = (*spec.properties, "image")
-        found: list[Layer] = []
+    def plan_for(self, spec: ModelSpec, model: str) -> _SpecPlan:
+        """The per-model facts every job on ``model`` needs (computed on first use)."""
+        found = self.plans.get(model)
+        if found is not None:
+            return found
+        ctx = self.ctx
+        taken = frozenset((*spec.properties, "image"))
+        static: list[Layer] = []
         if ctx.defaults is not None:
             values = {k: v for k, v in ctx.defaults.values.items() if k in taken}
-            found.append(Layer(values, ctx.defaults.line_of, ctx.defaults.file, None))
+            static.append(Layer(values, ctx.defaults.line_of, ctx.defaults.file, None))
         block = ctx.blocks.get(model)
         if block is not None:
             prefix = f"models.{model}."
-            found.append(Layer(block.values, block.line_of, block.file, None, prefix))
+            static.append(Layer(block.values, block.line_of, block.file, None, prefix))
+        image_spec = spec.image_spec
+        specs = {fs.name: fs for fs in spec.files.values()}
+        if image_spec is not None:
+            specs.setdefault(image_spec.name, image_spec)
+        files = []
+        for name, fs in specs.items():
+            keys = (name, "image") if fs.kind == "url" else spec.file_keys(name)
+            if fs.kind != "url" and image_spec is not None and image_spec.name == name:
+                keys = (*keys, "image")
+            files.append((name, fs, keys))
+        required = [(name, (name, *spec.file_keys(name))) for name in spec.required]
+        found = self.plans[model] = _SpecPlan(
+            taken=taken,
+            static=static,
+            files=files,
+            trigger=frozenset(k for _n, _f, keys in files for k in keys),
+            required=required,
+            others=self.inputs_union - frozenset(spec.properties),
+        )
+        return found
+
+    def layers(self, raw: RawJob, where: str, spec: ModelSpec, model: str) -> list[Layer]:
+        """The job's values on ``model`` (as the manifest writes it), lowest first."""
+        data = raw.data
+        plan = self.plan_for(spec, model)
+        taken = plan.taken
+        found = list(plan.static)
         own = {k: v for k, v in data.items() if k in taken}
         found.append(Layer(own, raw.line_of, raw.file, where))
         job_blocks = data.get("models")
@@ -270,7 +322,11 @@ class JobBuilder:
     ) -> _Partial | None:
         """Check one job on one model; None when it has problems there (reported)."""
         layers = self.layers(raw, where, spec, model)
-        self.check_not_taken(raw, where, spec)
+        plan = self.plans[model]
+        if plan.others and not plan.others.isdisjoint(raw.data) or (
+            "image" in raw.data and spec.image_input is None
+        ):
+            self.check_not_taken(raw, where, spec)
         mine = layers[-1] if layers[-1].where is not None and layers[-1].prefix else None
         self.check_block(raw, spec, mine)
         self.check_job_blocks(raw, label)
@@ -281,7 +337,7 @@ class JobBuilder:
             for key, value in layer.values.items():
                 merged[key], origin[key], rank[key] = value, layer, number
         before = self.ctx.issues.count
-        files, attempted = self.resolve_files(raw, spec, merged, origin, rank)
+        files, attempted = self.resolve_files(raw, plan, merged, origin, rank)
         merged.pop("image", None)
         for name, message in spec.input_problems(merged):
             found = origin.get(name or "")
@@ -292,10 +348,10 @@ class JobBuilder:
             elif found is not None and found.where is not None:  # others: reported there
                 line = found.line_of(name)
                 self.issue(raw, line, f"{where} field '{found.prefix}{name}': {message}")
-        self.check_required(raw, where, spec, merged, attempted)
+        self.check_required(raw, where, spec, plan, merged, attempted)
         if self.ctx.issues.count != before or files is None:
             return None
-        return self.resolve(spec, label, merged, files)
+        return self.resolve(spec, model, label, merged, files)
 
     def check_not_taken(self, raw: RawJob, where: str, spec: ModelSpec) -> None:
         """Inputs of another model of the manifest that this job's model does not take."""
@@ -347,7 +403,7 @@ class JobBuilder:
     def resolve_files(
         self,
         raw: RawJob,
-        spec: ModelSpec,
+        plan: _SpecPlan,
         merged: dict[str, Any],
         origin: dict[str, Layer],
         rank: dict[str, int],
@@ -357,18 +413,13 @@ class JobBuilder:
         lower layers that a higher one overrides are dropped from ``merged``."""
         found: list[tuple[FileSpec, list[FileRef]]] = []
         attempted: set[str] = set()
-        self.file_reported.clear()
+        if self.file_reported:
+            self.file_reported.clear()
+        if plan.trigger.isdisjoint(merged):
+            return found, attempted
         ok = True
-        image_spec = spec.image_spec
-        names = {fs.name: fs for fs in spec.files.values()}
-        if image_spec is not None:
-            names.setdefault(image_spec.name, image_spec)
-        for name, fs in names.items():
-            keys = [k for k in spec.file_keys(name) if k in merged]
-            if image_spec is not None and image_spec.name == name and "image" in merged:
-                keys.append("image")
-            if fs.kind == "url":
-                keys = [k for k in (name, "image") if k in merged]
+        for name, fs, candidates in plan.files:
+            keys = [k for k in candidates if k in merged]
             if not keys:
                 continue
             attempted.add(name)
@@ -440,11 +491,11 @@ class JobBuilder:
         raw: RawJob,
         where: str,
         spec: ModelSpec,
+        plan: _SpecPlan,
         merged: dict[str, Any],
         attempted: set[str],
     ) -> None:
-        for name in spec.required:
-            keys = (name, *spec.file_keys(name))
+        for name, keys in plan.required:
             if any(k in merged or k in self.axis_lines for k in keys) or name in attempted:
                 continue
             if name in self.misspelt:
@@ -474,6 +525,7 @@ class JobBuilder:
     def resolve(
         self,
         spec: ModelSpec,
+        model: str,
         label: str,
         merged: dict[str, Any],
         files: list[tuple[FileSpec, list[FileRef]]],
@@ -513,8 +565,9 @@ class JobBuilder:
             image=image,
             image_sha256=image_sha256,
             files=tuple(inputs_files),
-            tokens=tokens,
-            counts=counts,
+            tokens=tokens or None,
+            counts=counts or None,
+            spec_key=model,
         )
 
     def base_id(self, raw: RawJob, parts: dict[str, _Partial]) -> str:
@@ -652,7 +705,7 @@ class JobBuilder:
         for number, base in enumerate(self.bases):
             source = f"{base.raw.rel}:{base.raw.line}"
             for model, pairs, raw_values in combos:
-                part = base.parts.get(model) if model else next(iter(base.parts.values()))
+                part = base.part(model)
                 if part is None:
                     continue
                 jobs.append(self.job(part, base, pairs, raw_values, len(jobs), source))
@@ -670,7 +723,7 @@ class JobBuilder:
         source: str,
     ) -> Job:
         spec = part.spec
-        inputs, counts = part.inputs, part.counts
+        inputs, counts = part.inputs, part.counts or {}
         if raw_values:
             if not spec.separable:
                 self.check_combination(part, base.raw, raw_values)
@@ -692,7 +745,7 @@ class JobBuilder:
             index=index,
             inputs=inputs,
             image=part.image,
-            fingerprint=fingerprint(spec.name, inputs, part.image_sha256, part.tokens or None),
+            fingerprint=fingerprint(spec.name, inputs, part.image_sha256, part.tokens),
             source=source,
             model=spec.name,
             files=part.files,

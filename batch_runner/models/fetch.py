@@ -15,12 +15,14 @@ import asyncio
 import concurrent.futures
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..wiro.client import WiroClient
 from ..wiro.retry import RetryPolicy
 from .definition import ModelDefinition, definition_from_tool
 from .store import public_base
+
+if TYPE_CHECKING:  # aiohttp loads only when something is fetched
+    from ..wiro.client import WiroClient
 
 T = TypeVar("T")
 

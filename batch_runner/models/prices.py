@@ -124,6 +124,17 @@ class PriceBook:
         self.defaults = {i.name: i.default or "" for i in items if not i.is_file}
         self.names = tuple(sorted({name for tier in self.tiers for name, _ in tier.inputs}))
         self._chosen: dict[tuple[Any, ...], PriceTier | None] = {}
+        methods = {tier.method for tier in self.tiers}
+        #: Every input an estimate can depend on, when that is a short list (a prompt's
+        #: length is not): estimates are then remembered per combination of their values.
+        self._relevant: tuple[str, ...] | None = None
+        if "cp-promptlength" not in methods:
+            names = [*self.names]
+            names += COUNT_INPUTS if "cpo" in methods else ()
+            names += SECONDS_INPUTS if "cp-outputVideoLength" in methods else ()
+            names += ("width", "height") if "cp-pixel" in methods else ()
+            self._relevant = tuple(dict.fromkeys(names))
+        self._estimates: dict[tuple[Any, ...], Estimate] = {}
 
     @property
     def axes(self) -> tuple[str, ...]:
@@ -166,6 +177,22 @@ class PriceBook:
         """The estimated price of one task with these inputs (the API's strings)."""
         if not self.tiers:
             return self.fallback
+        if self._relevant is None:
+            return self._estimate(inputs, file_counts)
+        key = (
+            tuple(map(inputs.get, self._relevant)),
+            tuple(map(file_counts.get, self.names)) if file_counts else (),
+        )
+        found = self._estimates.get(key)
+        if found is None:
+            found = self._estimate(inputs, file_counts)
+            if len(self._estimates) < 4096:
+                self._estimates[key] = found
+        return found
+
+    def _estimate(
+        self, inputs: Mapping[str, str], file_counts: Mapping[str, int] | None
+    ) -> Estimate:
         values = self.values(inputs)
         tier = self.tier_for(values, file_counts or {})
         if tier is None:

@@ -14,9 +14,9 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from ..errors import ApiError, BatchRunnerError, ModelError, NotFoundError
-from ..wiro.client import WiroClient
 from .definition import ModelDefinition, model_problem
 from .fetch import ClientFetcher, Fetcher
 from .items import DefinitionProblem
@@ -100,9 +100,12 @@ class Resolver:
         base = api_base or env.get("WIRO_API_BASE") or DEFAULT_API_BASE
         env["WIRO_API_BASE"] = base
         key = service_key(base)
-        fetcher = ClientFetcher(
-            lambda: WiroClient.from_env(env), where=public_base(base), cache_key=key
-        )
+        def client() -> Any:
+            from ..wiro.client import WiroClient  # aiohttp loads only when a fetch is needed
+
+            return WiroClient.from_env(env)
+
+        fetcher = ClientFetcher(client, where=public_base(base), cache_key=key)
         return cls(
             fetcher=fetcher,
             cache_key=key,
