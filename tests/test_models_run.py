@@ -304,3 +304,19 @@ async def test_a_pixverse_folder_from_before_resumes_with_nothing_resubmitted(
     assert [o["sha256"] for o in after["jobs"]["castle"]["outputs"]] == [
         o["sha256"] for o in before["jobs"]["castle"]["outputs"]
     ]
+
+
+async def test_run_a_path_with_a_client_fetches_through_that_clients_service(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("model: wiro/kokoro_tts\njobs:\n  - {id: hi, prompt: Hello.}\n")
+    async with Sandbox(FAST) as sb, client_for(sb) as client:
+        result = await batch_runner.run(path, client=client, out_dir=tmp_path / "out")
+        assert result.exit_code == 0 and sb.stats()["requests"]["Tool/Detail"] == 1
+    (saved,) = result.records["hi"].outputs
+    assert (saved.path, saved.kind) == ("hi.wav", "audio")
+    import os
+
+    cache = Path(os.environ["BATCH_RUNNER_CACHE_DIR"])  # each test's own (conftest)
+    assert len(list(cache.glob("models/127.0.0.1-*/wiro/kokoro_tts.json"))) == 1

@@ -25,6 +25,7 @@ from ..ledger.shard import Shard, check_layout, parse_shard, shard_from_env
 from ..manifest.loader import Manifest, load_manifest
 from ..models.fetch import ClientFetcher
 from ..models.resolver import Note, Resolver
+from ..models.store import public_base, service_key
 from ..wiro.client import WiroClient
 from .options import RunOptions, connection_limit
 from .reporting import NullReporter, Reporter
@@ -93,10 +94,21 @@ def resolver_for(
     offline: bool = False,
     environ: Mapping[str, str] | None = None,
     on_note: Note | None = None,
+    client: WiroClient | None = None,
 ) -> Resolver:
     """Where a run's model definitions come from: the project, the user cache and the
-    package, then the service (``api_base``, else ``WIRO_API_BASE``) or, given a running
-    ``sandbox``, that sandbox (never cached: its catalogue is not the service's)."""
+    package, then the service (``api_base``, else ``WIRO_API_BASE``; or the service and
+    credentials of ``client``) or, given a running ``sandbox``, that sandbox (never cached:
+    its catalogue is not the service's)."""
+    if client is not None and sandbox is None:
+        creds, base = client.credentials, client.base_url
+        fetcher = ClientFetcher(
+            lambda: WiroClient(creds.api_key, creds.api_secret, base_url=base),
+            where=public_base(base),
+            cache_key=service_key(base),
+            loop=asyncio.get_running_loop(),
+        )
+        return Resolver(fetcher=fetcher, offline=offline, on_note=on_note)
     if sandbox is None:
         return Resolver.from_env(environ, api_base=api_base, offline=offline, on_note=on_note)
     sb = sandbox
@@ -117,11 +129,17 @@ async def load_for_run(
     offline: bool = False,
     environ: Mapping[str, str] | None = None,
     on_note: Note | None = None,
+    client: WiroClient | None = None,
 ) -> Manifest:
     """Load a manifest from async code: in a worker thread, so that definitions can be
     fetched from a service running in this loop (the in-process sandbox)."""
     resolver = resolver_for(
-        sandbox=sandbox, api_base=api_base, offline=offline, environ=environ, on_note=on_note
+        sandbox=sandbox,
+        api_base=api_base,
+        offline=offline,
+        environ=environ,
+        on_note=on_note,
+        client=client,
     )
     return await asyncio.to_thread(load_manifest, Path(path), resolver=resolver)
 
@@ -229,7 +247,12 @@ async def run(
         else:
             if not isinstance(manifest, Manifest):
                 manifest = await load_for_run(
-                    manifest, sandbox=sb, api_base=api_base, offline=offline, environ=environ
+                    manifest,
+                    sandbox=sb,
+                    api_base=api_base,
+                    offline=offline,
+                    environ=environ,
+                    client=client,
                 )
             target = prepare(
                 manifest,

@@ -323,8 +323,10 @@ class JobBuilder:
         """Check one job on one model; None when it has problems there (reported)."""
         layers = self.layers(raw, where, spec, model)
         plan = self.plans[model]
-        if plan.others and not plan.others.isdisjoint(raw.data) or (
-            "image" in raw.data and spec.image_input is None
+        if (
+            plan.others
+            and not plan.others.isdisjoint(raw.data)
+            or ("image" in raw.data and spec.image_input is None)
         ):
             self.check_not_taken(raw, where, spec)
         mine = layers[-1] if layers[-1].where is not None and layers[-1].prefix else None

@@ -100,6 +100,7 @@ class Resolver:
         base = api_base or env.get("WIRO_API_BASE") or DEFAULT_API_BASE
         env["WIRO_API_BASE"] = base
         key = service_key(base)
+
         def client() -> Any:
             from ..wiro.client import WiroClient  # aiohttp loads only when a fetch is needed
 
