@@ -324,8 +324,8 @@ class JobBuilder:
         layers = self.layers(raw, where, spec, model)
         plan = self.plans[model]
         if (
-            plan.others
-            and not plan.others.isdisjoint(raw.data)
+            (plan.others
+            and not plan.others.isdisjoint(raw.data))
             or ("image" in raw.data and spec.image_input is None)
         ):
             self.check_not_taken(raw, where, spec)
