@@ -155,8 +155,3 @@ PRICES_USD: dict[tuple[str, str], float] = {
 def find_model(owner: str, name: str) -> ModelSpec | None:
     """The model ``/Run/{owner}/{name}`` names (clean slugs, case-insensitive)."""
     return _BY_LOWER_SLUG.get(f"{owner}/{name}".lower())
-
-
-def find_tool(slugowner: str, slugproject: str) -> ModelSpec | None:
-    """The model ``/Tool/Detail`` names (clean or raw slugs, case-insensitive)."""
-    return next((m for m in MODELS.values() if m.names_tool(slugowner, slugproject)), None)
