@@ -22,31 +22,15 @@ sequence of task durations. From the sandbox's task records:
 
 from __future__ import annotations
 
-import argparse
 import heapq
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (
-    Figure,
-    Report,
-    SandboxProcess,
-    banner,
-    check,
-    cores,
-    count_files,
-    engine_wall,
-    measure,
-    percentile,
-    rel,
-    runner_cmd,
-    show,
-    workdir,
-    write_manifest,
-)
+from common import Figure, Report, bench_parser, count_files, percentile, print_report, rel, workdir
+from jobsets import engine_wall, runner_cmd, write_manifest
+from servers import against
 
 
 def ideal_makespan(durations: list[float], concurrency: int) -> float:
@@ -81,13 +65,10 @@ def one_mode(
     extra = ["--no-socket"] if mode == "poll" else []
     out = folder / f"out-{mode}"
     cmd = runner_cmd(manifest, out, concurrency, *extra)
-    with SandboxProcess(run_seconds=run_seconds, log=folder / f"sandbox-{mode}.log") as sb:
-        env = sb.env()
-        banner(f"slots: {mode}: {show(cmd)}")
-        m = measure(cmd, env=env, log=folder / f"runner-{mode}.log", sandbox=sb)
-        check(m, f"runner ({mode})")
-        tasks = sb.tasks()
-        stats = sb.stats()
+    row, m = against(f"slots-{mode}", cmd, folder, jobs, server="sandbox",
+                     server_options={"run_seconds": run_seconds},
+                     after=lambda sb: sb.tasks())  # fmt: skip
+    tasks, stats = row["after"], row["stats"]
     if len(tasks) != jobs or count_files(out) != jobs:
         raise RuntimeError(f"slots {mode}: {len(tasks)} tasks, {count_files(out)} outputs")
     service = [t["end_ts"] - t["create_ts"] for t in tasks]
@@ -104,7 +85,7 @@ def one_mode(
     )
     engine = engine_wall(m)
     return {
-        "mode": mode, "command": show(cmd), "sandbox": sb.command, "wall": m.wall,
+        "mode": mode, "command": row["command"], "server": row["server"], "wall": m.wall,
         "engine_wall": engine, "cpu": m.cpu, "rss_mb": m.rss_mb,
         "service_sum": total_service,
         "utilisation": total_service / (concurrency * m.wall),
@@ -137,7 +118,7 @@ def run(jobs: int, concurrency: int, run_seconds: tuple[float, float], base: Pat
             rows[mode] = one_mode(mode, manifest, folder, jobs, concurrency, run_seconds)
     report.raw = rows
     for row in rows.values():
-        report.commands += [row["sandbox"], row["command"]]
+        report.commands += [row["server"], row["command"]]
         report.other_load = max(report.other_load, row["other_load"])
     for mode, row in rows.items():
         label = "push" if mode == "push" else "polling only"
@@ -170,17 +151,11 @@ def _seconds(text: str) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=400)
-    parser.add_argument("--concurrency", type=int, default=40)
+    parser = bench_parser(__doc__, jobs=400, concurrency=40)
     parser.add_argument("--run-seconds", type=_seconds, default=(2.0, 6.0), metavar="A-B")
-    parser.add_argument("--workdir", type=Path, help="keep the work files here")
     args = parser.parse_args()
     report = run(args.jobs, args.concurrency, args.run_seconds, args.workdir)
-    print(f"cores: {cores()}")
-    for f in report.figures:
-        print(f"{f.name:36} {f.text():>10}  {f.note}")
-    print(json.dumps(report.raw, indent=1))
+    print_report(report, raw=args.json)
 
 
 if __name__ == "__main__":

@@ -87,6 +87,8 @@ class Submitter:
         self.submitted = 0
         #: edited jobs whose earlier task is still in flight: the edit applies afterwards
         self.edited_pending: set[str] = set()
+        #: code-96 refusals in a row, per job being submitted
+        self._throttled: dict[str, int] = {}
 
     async def submit(self, job_id: str) -> bool:
         """Submit a job until a task id is durable. False when nothing is in flight for it."""
@@ -104,6 +106,7 @@ class Submitter:
                 if outcome not in ("submitted", "tracked"):
                     self.budget.release(estimate)
             if outcome != "again":
+                self._throttled.pop(job_id, None)
                 return outcome != "stop"
         return False
 
@@ -185,9 +188,13 @@ class Submitter:
             return "tracked" if found else "again"
         await ctx.record(SubmitRejected(job=job_id, error=exc.message))
         if isinstance(exc, ConcurrencyLimitError):
+            # Refusals in a row for this job set the backoff (a run-wide count would only
+            # grow); the slot is given back so the lowered limit holds for everyone.
+            streak = self._throttled[job_id] = self._throttled.get(job_id, 0) + 1
             await ctx.gate.shrink()
             ctx.say("throttled", job_id, f"code 96: lowering concurrency to {ctx.gate.limit}")
-            await asyncio.sleep(ctx.options.policy.delay_for(exc, ctx.gate.shrinks))
+            await asyncio.sleep(ctx.options.policy.delay_for(exc, streak))
+            await ctx.gate.requeue()
             return "again"
         if isinstance(exc, InsufficientBalanceError):
             ctx.stop("insufficient balance (code 97): top up the account, then re-run")

@@ -22,7 +22,6 @@ from .config import (
     SandboxConfig,
 )
 from .models import MODELS
-from .server import Sandbox
 
 DEFAULT_PORT = 8765
 
@@ -163,6 +162,8 @@ async def serve(config: SandboxConfig, host: str, port: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    from .server import Sandbox
+
     sandbox = Sandbox(config)
     await sandbox.start(host, port)
     try:
