@@ -253,6 +253,7 @@ def test_a_model_matrix_runs_every_job_on_every_model(project: Path) -> None:
         "lighthouse__model-image-to-video-v5",
     ]  # fmt: skip
     by_id = {job.id: job for job in manifest.jobs}
+    assert [job.group for job in manifest.jobs] == ["castle"] * 3 + ["lighthouse"] * 3
     kling = by_id["castle__model-kling-v3"]
     assert kling.inputs["mode"] == "std" and kling.inputs["sound"] == "off"
     assert "resolution" not in kling.inputs

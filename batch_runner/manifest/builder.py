@@ -323,10 +323,8 @@ class JobBuilder:
         """Check one job on one model; None when it has problems there (reported)."""
         layers = self.layers(raw, where, spec, model)
         plan = self.plans[model]
-        if (
-            (plan.others
-            and not plan.others.isdisjoint(raw.data))
-            or ("image" in raw.data and spec.image_input is None)
+        if (plan.others and not plan.others.isdisjoint(raw.data)) or (
+            "image" in raw.data and spec.image_input is None
         ):
             self.check_not_taken(raw, where, spec)
         mine = layers[-1] if layers[-1].where is not None and layers[-1].prefix else None
@@ -740,6 +738,10 @@ class JobBuilder:
                     inputs[fs.send] = wire_urls(fs, entries)
                     counts[fs.name] = len(entries)
         job_id = matrix_job_id(base.base_id, pairs) if pairs else base.base_id
+        group = job_id
+        if self.ctx.model_axis is not None:
+            rest = [(name, value) for name, value in pairs if name != "model"]
+            group = matrix_job_id(base.base_id, rest) if rest else base.base_id
         definition = spec.definition
         estimate = definition.prices.estimate(inputs, counts).usd if definition else None
         return Job(
@@ -752,6 +754,7 @@ class JobBuilder:
             model=spec.name,
             files=part.files,
             estimate=estimate,
+            group=group,
         )
 
     def check_combination(self, part: _Partial, raw: RawJob, raw_values: dict[str, Any]) -> None:

@@ -84,7 +84,10 @@ class Job:
     ``""`` until they are uploaded (``files`` lists them; ``image`` is the job's local input
     image, if any, for reports). ``index`` is the 0-based position in the expanded job list;
     ``source`` is ``"file:line"`` where the job was written; ``model`` the model it runs on;
-    ``estimate`` its estimated price in USD (None: unknown).
+    ``estimate`` its estimated price in USD (None: unknown); ``group`` the id the job would
+    have without a matrix over ``model`` (jobs of one group are the same inputs on different
+    models, for side-by-side reports; the job's own id when there is no such matrix, "" for
+    a Job built by hand).
     """
 
     id: str
@@ -96,6 +99,7 @@ class Job:
     model: str = DEFAULT_MODEL
     files: tuple[FileInput, ...] = field(default=(), hash=False)
     estimate: float | None = None
+    group: str = ""
 
 
 def id_problem(job_id: str) -> str | None:
