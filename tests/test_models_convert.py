@@ -238,7 +238,8 @@ def with_items(record: dict[str, Any], *items: Any) -> dict[str, Any]:
     ("change", "expected"),
     [
         (lambda t: "not a record", "the tool record is not an object"),
-        (lambda t: {**t, "parameters": "items"}, "'parameters' must be a list of groups"),
+        (lambda t: {**t, "parameters": "items"}, "'parameters' is text that is not JSON"),
+        (lambda t: {**t, "parameters": 5}, "'parameters' must be a list of groups"),
         (lambda t: {**t, "parameters": [7]}, "parameter group #1 is not an object"),
         (lambda t: {**t, "parameters": [{"items": {"id": "x"}}]}, "'items' is not a list"),
         (
@@ -319,3 +320,19 @@ def test_an_input_named_like_a_manifest_key_is_left_to_the_service() -> None:
     odd = definition_from_tool(record)
     assert "model" not in odd.schema["properties"]
     assert any("'model' has the name of a manifest key" in w for w in odd.warnings)
+
+
+def test_nested_json_as_text_is_read() -> None:
+    record = tool("klingai--kling-v3")
+    for group in record["parameters"]:
+        for entry in group["items"]:
+            if "options" in entry:
+                entry["options"] = json.dumps(entry["options"])
+    record["parameters"] = json.dumps(record["parameters"])
+    assert item(definition_from_tool(record), "mode").choices == ("pro", "std")
+    assert [i.name for i in definition_from_tool(record).items] == [
+        i.name for i in defn("klingai--kling-v3").items
+    ]
+    record["parameters"] = "{not json"
+    with pytest.raises(DefinitionProblem, match="'parameters' is text that is not JSON"):
+        definition_from_tool(record)

@@ -118,6 +118,8 @@ def _slug(tool: Mapping[str, Any], clean: str, raw: str) -> str:
 def _items(parameters: Any, warnings: list[str]) -> tuple[InputItem, ...]:
     if parameters is None or parameters == "":
         return ()
+    if isinstance(parameters, str):  # some answers carry nested JSON as text
+        parameters = _json_text(parameters, "'parameters'")
     if isinstance(parameters, Mapping) and isinstance(parameters.get("items"), list):
         parameters = [parameters]  # one group, not in a list
     if not isinstance(parameters, list):
@@ -143,6 +145,15 @@ def _items(parameters: Any, warnings: list[str]) -> tuple[InputItem, ...]:
             raise DefinitionProblem(f"input {item.name!r} is defined twice")
         seen.add(item.name)
     return tuple(items)
+
+
+def _json_text(text: str, what: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise DefinitionProblem(f"{what} is text that is not JSON") from None
 
 
 def _money(tool: Mapping[str, Any], name: str) -> float | None:

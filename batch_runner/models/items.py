@@ -192,6 +192,13 @@ def _flag(raw: Any) -> bool:
 def _options(name: str, raw: Any, warnings: list[str]) -> tuple[Option, ...]:
     if raw is None or raw == "":
         return ()
+    if isinstance(raw, str) and raw.strip().startswith("["):
+        import json
+
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            pass
     if not isinstance(raw, list):
         raise DefinitionProblem(f"input {name!r}: options must be a list")
     if len(raw) > MAX_OPTIONS:
