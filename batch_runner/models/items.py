@@ -193,12 +193,11 @@ def _options(name: str, raw: Any, warnings: list[str]) -> tuple[Option, ...]:
     if raw is None or raw == "":
         return ()
     if isinstance(raw, str) and raw.strip().startswith("["):
+        import contextlib
         import json
 
-        try:
+        with contextlib.suppress(ValueError):
             raw = json.loads(raw)
-        except ValueError:
-            pass
     if not isinstance(raw, list):
         raise DefinitionProblem(f"input {name!r}: options must be a list")
     if len(raw) > MAX_OPTIONS:
