@@ -91,6 +91,9 @@ async def test_pull_into_the_user_cache_keyed_by_the_api_base(tmp_path: Path) ->
         done = await run_cli("validate", str(manifest), "--offline", env=env)
         assert done.code == 0, done.err
         assert "estimated $0.00" in done.out  # $0.00002 per prompt character
+        local = await run_cli("models", "list", "--offline", env=env)
+        names = [line.split()[0] for line in local.out.splitlines()[2:]]
+        assert names == ["wiro/kokoro_tts", "PixVerse/image-to-video-v5"]  # cache, package
         unknown = await run_cli("models", "pull", "wiro/kokoro-tts2", env=env)
         assert unknown.code == 2
         assert "unknown model 'wiro/kokoro-tts2': the service has no such model" in unknown.err

@@ -71,18 +71,10 @@ async def _list(args: argparse.Namespace) -> int:
     from ..report.models import render_list
 
     if args.offline:
-        from ..models.store import find_file, known_models, read_definition
+        from ..models.catalogue import local_catalogue
 
         resolver = resolver_for(api_base=args.api_base, offline=True)
-        names, records = [], []
-        for _what, folder in resolver.places(Path.cwd()):
-            for name in known_models(folder):
-                if name in names or (args.search and args.search.lower() not in name.lower()):
-                    continue
-                path = find_file(folder, name)
-                if path is not None:
-                    names.append(name)
-                    records.append(read_definition(path).tool)
+        records, names = local_catalogue(resolver, Path.cwd(), args.search)
         print(render_list(len(names), records, names))
         return 0
     async with (

@@ -12,8 +12,8 @@ from ..wiro.client import WiroClient
 from .definition import ModelDefinition, model_problem
 from .fetch import FETCH_POLICY, fetch_definition, search_names, tool_names
 from .items import DefinitionProblem
-from .resolver import closest
-from .store import find_file, read_definition, write_definition
+from .resolver import Resolver, closest
+from .store import find_file, known_models, read_definition, write_definition
 
 
 @dataclass(frozen=True)
@@ -66,3 +66,25 @@ async def pull(client: WiroClient, model: str, folder: Path) -> Pulled:
         definition = replace(definition, model=model)
     path = write_definition(folder, definition)
     return Pulled(definition, path, previous)
+
+
+def local_catalogue(
+    resolver: Resolver, project: Path | None, search: str = ""
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The definitions on disk (project, cache, package; first found wins), as catalogue
+    records and names, for ``models list --offline``."""
+    records: list[dict[str, Any]] = []
+    names: list[str] = []
+    for _what, folder in resolver.places(project):
+        for name in known_models(folder):
+            if name in names or (search and search.lower() not in name.lower()):
+                continue
+            path = find_file(folder, name)
+            try:
+                definition = read_definition(path) if path is not None else None
+            except DefinitionProblem:
+                continue
+            if definition is not None:
+                names.append(name)
+                records.append(definition.tool)
+    return records, names
