@@ -77,6 +77,7 @@ jobs:
     image: images/castle.png
     inputImage2: images/lighthouse.png
     sound: on
+    multiPrompt: {{shots: 2}}
 """
 
 
@@ -143,6 +144,7 @@ async def test_every_kind_of_model_and_file_input_end_to_end(folder: Path) -> No
     ]
     assert frames["file_inputs"]["inputImage2"][0]["url"] == url[lighthouse]
     assert frames["parameters"]["sound"] == "on"
+    assert frames["parameters"]["multiPrompt"] == '{"shots":2}'  # an unknown type: as text
 
     # the gallery puts only videos in video players (the others are linked, for now)
     from batch_runner.report.gallery import render_gallery
