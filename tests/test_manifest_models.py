@@ -73,10 +73,9 @@ def test_local_and_url_file_inputs_become_uploads_and_url_fields(project: Path) 
     (job,) = manifest.jobs
     assert job.model == "klingai/kling-v3" and manifest.models == ("klingai/kling-v3",)
     # the local file is uploaded at run time into inputImageUrl; the URL goes as given;
-    # required inputs left out are sent with their defaults
+    # what the manifest leaves out (required or not) takes the service's default
     assert job.inputs == {
         "inputImageUrl": "", "inputImage2Url": URL, "prompt": "day to night", "sound": "on",
-        "mode": "pro", "duration": "5",
     }  # fmt: skip
     (files,) = job.files
     assert (files.name, files.send, files.kind) == ("inputImage", "inputImageUrl", "file")

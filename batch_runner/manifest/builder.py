@@ -533,12 +533,6 @@ class JobBuilder:
         """A valid job's inputs as the API's strings, under the names they are sent as."""
         file_keys = spec.files
         inputs = {k: spec.normalise(k, v) for k, v in merged.items() if k not in file_keys}
-        for item in spec.definition.items if spec.definition is not None else ():
-            # A required input left out is sent with its default: what is sent is explicit
-            # (and in the fingerprint), not left to the service.
-            wanted = item.required and item.default and not item.is_file
-            if wanted and item.name not in inputs and item.name not in self.axis_lines:
-                inputs[item.name] = str(item.default)
         image = image_sha256 = None
         inputs_files: list[FileInput] = []
         tokens: dict[str, list[str]] = {}

@@ -181,7 +181,9 @@ def derive_schema(model: str, items: Sequence[InputItem]) -> dict[str, Any]:
         "title": f"{model} inputs",
         "description": f"The inputs of POST /Run/{model}, derived from its tool record.",
         "type": "object",
-        # A required input with a default need not be written: the default is sent.
+        # A required input with a default need not be written: the service applies it. (It
+        # is not filled in here: then a definition pulled again with another default would
+        # change the fingerprints of finished jobs and pay for them again.)
         "required": [item.name for item in items if item.required and not item.default],
         "additionalProperties": False,
         "properties": properties,
