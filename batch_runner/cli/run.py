@@ -101,6 +101,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="stop submitting before committed spend would pass this many USD",
     )
     p.add_argument(
+        "--max-cost-unknown",
+        type=positive_float,
+        metavar="USD",
+        help="with --max-cost: what to count for each job whose model gives no price "
+        "(without it, such jobs make --max-cost refuse to start)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never fetch model definitions; a model with none beside the manifest, in the "
+        "user cache or in the package is an error",
+    )
+    p.add_argument(
         "--deadline",
         type=duration_seconds,
         help="stop submitting after this long (e.g. 45m, 2h) and exit 4",
@@ -183,6 +196,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         max_attempts=args.max_attempts,
         retry_failed=args.retry_failed,
         max_cost=args.max_cost,
+        max_cost_unknown=args.max_cost_unknown,
         deadline=args.deadline,
         use_socket=not args.no_socket,
         policy=RetryPolicy(max_attempts=args.api_retries, max_elapsed=args.retry_max_wait),
@@ -193,25 +207,42 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..engine.api import in_loop, prepare
+    from ..engine.api import in_loop
     from ..errors import UsageError
-    from ..manifest.loader import load_manifest
 
-    manifest = load_manifest(args.manifest)
-    target = prepare(manifest, out_dir=args.out, shard=args.shard, shard_count=args.shard_count)
     if args.sandbox and (args.api_base or args.socket_url):
         raise UsageError(
             "--sandbox runs against the built-in sandbox; drop --api-base/--socket-url."
         )
-    if args.dry_run:
-        from ..report.summary import print_dry_run
-
-        print_dry_run(target.manifest, target.out_dir, retry_failed=args.retry_failed)
-        return 0
-    return in_loop(_run(args, target))
+    return in_loop(_main(args))
 
 
-async def _run(args: argparse.Namespace, target: Target) -> int:
+def note(text: str) -> None:
+    """A one-line note on stderr (a model definition fetched, a warning about one)."""
+    from ..errors import printable
+
+    print(printable(text), file=sys.stderr)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    """Start the sandbox when asked, load the manifest (fetching definitions it lacks from
+    that service), then dry-run or run."""
+    from ..engine.api import load_for_run, prepare, started_sandbox
+
+    async with started_sandbox(args.sandbox) as sb:
+        manifest = await load_for_run(
+            args.manifest, sandbox=sb, api_base=args.api_base, offline=args.offline, on_note=note
+        )
+        target = prepare(manifest, out_dir=args.out, shard=args.shard, shard_count=args.shard_count)
+        if args.dry_run:
+            from ..report.summary import print_dry_run
+
+            print_dry_run(target.manifest, target.out_dir, retry_failed=args.retry_failed)
+            return 0
+        return await _run(args, target, sb)
+
+
+async def _run(args: argparse.Namespace, target: Target, sandbox: object = None) -> int:
     from ..engine.api import run
     from ..report.gallery import write_run_gallery
     from ..report.notify import notify, summary_payload
@@ -223,7 +254,7 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
         result = await run(
             target,
             options=options_from_args(args),
-            sandbox=args.sandbox,
+            sandbox=sandbox if sandbox is not None else False,
             api_base=args.api_base,
             socket_url=args.socket_url,
             reporter=reporter,

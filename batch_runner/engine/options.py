@@ -42,6 +42,9 @@ class RunOptions:
     max_attempts: int = 1
     retry_failed: bool = False
     max_cost: float | None = None
+    #: what ``max_cost`` counts for each job whose price is not known (None: refuse to
+    #: start when there is such a job)
+    max_cost_unknown: float | None = None
     deadline: float | None = None
     use_socket: bool = True
     error_budget: float = 900.0
@@ -55,7 +58,7 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be a whole number of at least 1, not {value!r}.")
-        for name in ("task_timeout", "max_cost", "deadline"):
+        for name in ("task_timeout", "max_cost", "deadline", "max_cost_unknown"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number, not {value!r}.")

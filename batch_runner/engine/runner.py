@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..errors import ApiError, AuthError, BatchRunnerError
+from ..errors import ApiError, AuthError, BatchRunnerError, UsageError
 from ..ledger.events import JobRegistered, RunEnded, RunStarted
 from ..ledger.lock import RunLock
 from ..ledger.state import JobStatus, counts_by_status, total_cost
@@ -131,6 +131,7 @@ class Runner:
         plan = plan_run(
             self.manifest.jobs, ctx.ledger.state, retry_failed=self.options.retry_failed
         )
+        self._check_prices(plan)
         stages = self._stages = _Stages(ctx, self._tracking_changed)
         await self._apply_plan(plan, stages.outputs)
         stages.reconciler.claim_recorded()
@@ -161,6 +162,20 @@ class Runner:
         ctx.tick()
         return self._result(ctx, stages)
 
+    def _check_prices(self, plan: Plan) -> None:
+        """``--max-cost`` cannot hold jobs of unknown price unless told what to count."""
+        if self.options.max_cost is None or self.options.max_cost_unknown is not None:
+            return
+        jobs = {job.id: job for job in self.manifest.jobs}
+        unknown = [jobs[j] for j in plan.submit if j in jobs and jobs[j].estimate is None]
+        if unknown:
+            models = ", ".join(dict.fromkeys(job.model for job in unknown))
+            raise UsageError(
+                f"--max-cost cannot be kept: {len(unknown)} of the jobs to submit have no known "
+                f"price ({models} describes none). Give --max-cost-unknown USD, the amount to "
+                "count for each of them, or run without --max-cost."
+            )
+
     async def _apply_plan(self, plan: Plan, outputs: Outputs) -> None:
         """Make the ledger agree with the manifest before any work starts."""
         ctx = self.ctx
@@ -171,7 +186,8 @@ class Runner:
             kept = await asyncio.to_thread(outputs.keep_beside, ctx.record_of(job_id))
             job = ctx.jobs[job_id]
             await ctx.record(
-                JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept), durable=False
+                JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept, model=job.model),
+                durable=False,
             )
         await ctx.ledger.flush()
 
