@@ -30,6 +30,10 @@ _EXPORTS: dict[str, str] = {
     "load_manifest": "manifest.loader",
     "Manifest": "manifest.loader",
     "Job": "manifest.job",
+    # model definitions
+    "ModelDefinition": "models.definition",
+    "Resolver": "models.resolver",
+    "load_for_run": "engine.api",
     # running
     "run": "engine.api",
     "run_sync": "engine.api",
@@ -67,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "BatchRunnerError": "errors",
     "UsageError": "errors",
     "ManifestError": "errors",
+    "ModelError": "errors",
     "LockedError": "errors",
     "LedgerError": "errors",
     "TrackingLost": "errors",

@@ -13,4 +13,3 @@ def schemas_dir() -> Path:
     if packaged.is_dir():
         return packaged
     return _PACKAGE.parent / "schemas"
-

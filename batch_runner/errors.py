@@ -6,6 +6,7 @@ tells the caller what to do next, and carries the process exit code the CLI uses
     BatchRunnerError                    exit 1
     ├── UsageError                      exit 2   bad flags or arguments
     ├── ManifestError                   exit 2   the manifest is invalid (carries every issue)
+    ├── ModelError                      exit 2   a model has no usable definition (what to do)
     ├── LockedError                     exit 3   another run holds the output folder
     ├── TrackingLost                    exit 4   status requests kept failing; the task is kept
     ├── LedgerError                     exit 1   the ledger or journal cannot be read or written
@@ -92,6 +93,13 @@ class ManifestError(BatchRunnerError):
     def __init__(self, message: str, issues: list[str] | None = None) -> None:
         super().__init__(message)
         self.issues: list[str] = [redact(i) for i in (issues or [])]
+
+
+class ModelError(BatchRunnerError):
+    """A model has no usable definition: not pinned, cached or shipped, and not fetched
+    (``--offline``, no credentials, unknown to the service, or described unusably)."""
+
+    exit_code = 2
 
 
 class LockedError(BatchRunnerError):

@@ -1,127 +1,108 @@
-"""Wall time of one manifest run by 1 worker vs N shard workers sharing one account limit.
+"""Shards: one manifest run by 1 worker vs N shard workers sharing one account limit.
 
-    python benchmarks/bench_shards.py [--jobs 2000] [--workers 4] [--limit 64]
+    python benchmarks/bench_shards.py [--jobs 2000] [--workers 4] [--limit 64] [--run-seconds 0]
 
-The sandbox runs as its own process with the account's concurrency limit; 1 worker runs
-with ``--concurrency LIMIT``; N workers each run ``--shard K/N --concurrency LIMIT/N``.
-Prints wall times, jobs/s, and the sandbox's duplicate count (must be 0).
+Why: ``--shard K/N`` exists to spread one manifest over machines; on one machine it shows
+whether the shards' coordination costs more than it buys, and the sandbox (its own
+process, with the account's concurrency limit) counts duplicate tasks, which must be 0.
+1 worker runs with ``--concurrency LIMIT``; N workers each run ``--shard K/N
+--concurrency LIMIT/N``, started together and timed until the last one exits.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
-import yaml
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-REPO = Path(__file__).resolve().parent.parent
-
-
-def write_manifest(path: Path, count: int, tag: str) -> None:
-    jobs = [
-        {"id": f"j{i:06d}", "inputImageUrl": f"https://example.com/{i % 9}.jpg",
-         "prompt": f"{tag} scene {i}"}
-        for i in range(count)
-    ]  # fmt: skip
-    doc = {"defaults": {"quality": "360p", "duration": 5}, "jobs": jobs}
-    path.write_text(yaml.safe_dump(doc), "utf-8")
-
-
-def start_sandbox(limit: int, run_seconds: str) -> tuple[subprocess.Popen[str], str, str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "batch_runner", "sandbox", "--port", "0",
-         "--concurrency-limit", str(limit), "--balance", "100000",
-         "--run-seconds", run_seconds, "--queue-seconds", "0"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-    return proc, fields["base_url"], fields["socket_url"]
+from common import (
+    Figure,
+    Report,
+    banner,
+    bench_parser,
+    check,
+    measure_many,
+    print_report,
+    rel,
+    show,
+    workdir,
+)
+from jobsets import runner_cmd, write_manifest
+from servers import SandboxProcess
 
 
-def stats(base_url: str) -> dict[str, object]:
-    origin = base_url.rsplit("/v1", 1)[0]
-    with urllib.request.urlopen(f"{origin}/__sandbox/stats?brief=1") as resp:
-        data: dict[str, object] = json.load(resp)
-    return data
+def _seconds(text: str) -> tuple[float, float]:
+    low, _, high = text.partition("-")
+    return float(low), float(high or low)
 
 
-def run_workers(manifest: Path, out: Path, env: dict[str, str], workers: int, conc: int) -> float:
-    started = time.monotonic()
-    procs = []
-    for k in range(workers):
-        shard = ["--shard", f"{k}/{workers}"] if workers > 1 else []
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "batch_runner",
-                    "run",
-                    str(manifest),
-                    "--out",
-                    str(out),
-                    "--concurrency",
-                    str(conc),
-                    "-q",
-                    *shard,
-                ],
-                cwd=REPO,
-                env=env,
-                stdout=subprocess.DEVNULL,
-            )
+def one_setup(
+    folder: Path, jobs: int, workers: int, limit: int, run_s: tuple[float, float]
+) -> dict:
+    manifest = write_manifest(folder / f"m{workers}.yaml", jobs, tag=f"w{workers}")
+    out = folder / f"out{workers}"
+    conc = max(1, -(-limit // workers))
+    cmds = [
+        runner_cmd(
+            manifest, out, conc, "-q", *(["--shard", f"{k}/{workers}"] if workers > 1 else [])
         )
-    codes = [p.wait() for p in procs]
-    if any(codes):
-        raise SystemExit(f"a worker failed: exit codes {codes}")
-    return time.monotonic() - started
+        for k in range(workers)
+    ]
+    with SandboxProcess(concurrency_limit=limit, run_seconds=run_s, balance=100_000,
+                        log=folder / f"sandbox-{workers}.log") as sb:  # fmt: skip
+        banner(f"shards: {workers} worker(s): {show(cmds[0])}" + (" ..." if workers > 1 else ""))
+        logs = [folder / f"worker-{workers}-{k}.log" for k in range(workers)]
+        wall, results = measure_many(cmds, env=sb.env(), logs=logs, server=sb)
+        stats = sb.stats()
+    for k, m in enumerate(results):
+        check(m, f"shard worker {k}/{workers}")
+    return {
+        "workers": workers, "concurrency_per_worker": conc, "wall": wall, "jobs_per_s": jobs / wall,
+        "cpu": sum(m.cpu for m in results), "rss_mb_max": max(m.rss_mb for m in results),
+        "duplicates": stats.get("duplicate_tasks"), "max_in_flight": stats.get("max_in_flight"),
+        "server": sb.command, "commands": [show(c) for c in cmds],
+        "other_load": max(m.other_load for m in results),
+        "server_cpu": results[0].server_cpu,
+    }  # fmt: skip
+
+
+def run(
+    jobs: int = 2000, workers: int = 4, limit: int = 64, run_seconds: tuple[float, float] = (0, 0),
+    base: Path | None = None,
+) -> Report:  # fmt: skip
+    low, high = run_seconds
+    report = Report(
+        bench_cmd=f"python {rel(__file__)} --jobs {jobs} --workers {workers} --limit {limit} "
+        f"--run-seconds {low:g}-{high:g}"
+    )
+    with workdir(base, "shards") as folder:
+        rows = [one_setup(folder, jobs, n, limit, run_seconds) for n in (1, workers)]
+    report.raw = {"rows": rows}
+    for row in rows:
+        report.commands += [row["server"], *row["commands"]]
+        report.other_load = max(report.other_load, row["other_load"])
+        report.add(
+            Figure("shards", f"{row['workers']} worker(s), wall", row["wall"], "s",
+                   command=" & ".join(row["commands"]),
+                   note=f"{jobs} jobs of {low:g}-{high:g} s, account limit {limit}, "
+                   f"{row['jobs_per_s']:.0f} jobs/s, CPU {row['cpu']:.1f} s in all, max "
+                   f"{row['max_in_flight']} in flight, peak RSS {row['rss_mb_max']:.0f} MB/worker, "
+                   f"sandbox CPU {row['server_cpu'] / jobs * 1000:.2f} ms/task"),
+            Figure("shards", f"{row['workers']} worker(s), duplicate tasks", row["duplicates"], "",
+                   "0", row["duplicates"] == 0, report.bench_cmd),
+        )  # fmt: skip
+    return report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--jobs", type=int, default=2000)
+    parser = bench_parser(__doc__, jobs=2000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--limit", type=int, default=64)
-    parser.add_argument("--run-seconds", default="0", help="sandbox task duration, e.g. 0 or 1-2")
+    parser.add_argument("--run-seconds", type=_seconds, default=(0.0, 0.0), metavar="A-B")
     args = parser.parse_args()
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for workers in (1, args.workers):
-            sandbox, base, socket = start_sandbox(args.limit, args.run_seconds)
-            try:
-                env = {
-                    **os.environ,
-                    "WIRO_API_KEY": "sandbox-key",
-                    "WIRO_API_SECRET": "sandbox-secret",
-                    "WIRO_API_BASE": base,
-                    "WIRO_SOCKET_URL": socket,
-                }
-                manifest = Path(tmp) / f"m{workers}.yaml"
-                write_manifest(manifest, args.jobs, f"w{workers}")
-                conc = max(1, -(-args.limit // workers))
-                wall = run_workers(manifest, Path(tmp) / f"out{workers}", env, workers, conc)
-                figures = stats(base)
-                rows.append(
-                    (workers, conc, wall, figures["duplicate_tasks"], figures["max_in_flight"])
-                )
-            finally:
-                sandbox.terminate()
-                sandbox.wait()
-    print(f"cores: {os.cpu_count()}; jobs: {args.jobs}; account limit: {args.limit}; "
-          f"task run seconds: {args.run_seconds}")  # fmt: skip
-    header = ("workers", "conc/worker", "wall s", "jobs/s", "dupes", "max in flight")
-    print(" ".join(f"{h:>13}" for h in header))
-    for workers, conc, wall, dupes, peak in rows:
-        cells = (workers, conc, f"{wall:.1f}", f"{args.jobs / wall:.1f}", dupes, peak)
-        print(" ".join(f"{c!s:>13}" for c in cells))
+    report = run(args.jobs, args.workers, args.limit, args.run_seconds, args.workdir)
+    print_report(report, raw=args.json)
 
 
 if __name__ == "__main__":

@@ -1,81 +1,59 @@
-"""Throughput (the issue-4 figure): jobs/s and CPU seconds per job, near-instant tasks.
+"""Throughput (the issue-4 figure): jobs/s and CPU per job of the runner with its defaults.
 
-    python benchmarks/bench_throughput.py [--jobs 2000] [--concurrency 64]
+    python benchmarks/bench_throughput.py [--jobs 2000] [--concurrency 64] [--server sandbox]
 
-The runner (the real CLI) runs ``--jobs`` near-instant sandbox jobs at ``--concurrency``
-against a sandbox in a separate process. jobs/s = jobs / the runner process's wall time;
-CPU s/job = the runner process's user + system time / jobs (the sandbox's CPU is not in it).
+Why beside the ceiling: this is the runner as a user starts it (push by WebSocket, the
+default polling schedule) against the sandbox's near-instant tasks, so it shows what the
+defaults cost end to end. With ``--server standin`` (no WebSocket) the runner polls with
+``--no-socket --poll-interval 0.05``. jobs/s = jobs / the runner process's wall time; CPU
+per job = its user + system time / jobs (the server's CPU is reported apart).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (
-    Figure,
-    Report,
-    SandboxProcess,
-    banner,
-    check,
-    cores,
-    count_files,
-    engine_wall,
-    measure,
-    rel,
-    runner_cmd,
-    show,
-    workdir,
-    write_manifest,
-)
+from common import Figure, Report, bench_parser, count_files, print_report, rel, workdir
+from jobsets import FAST_POLL, engine_wall, runner_cmd, write_manifest
+from servers import against, describe
 
 
-def run(jobs: int, concurrency: int, base: Path | None) -> Report:
-    report = Report(bench_cmd=f"python {rel(__file__)} --jobs {jobs} --concurrency {concurrency}")
+def run(
+    jobs: int = 2000, concurrency: int = 64, base: Path | None = None, server: str = "sandbox"
+) -> Report:
+    report = Report(
+        bench_cmd=f"python {rel(__file__)} --jobs {jobs} --concurrency {concurrency} "
+        f"--server {server}"
+    )
     with workdir(base, "throughput") as folder:
         manifest = write_manifest(folder / "throughput.yaml", jobs, tag="throughput")
         out = folder / "out"
-        cmd = runner_cmd(manifest, out, concurrency)
-        with SandboxProcess(log=folder / "sandbox.log") as sb:
-            banner(f"throughput: {show(cmd)}")
-            m = report.saw(measure(cmd, env=sb.env(), log=folder / "runner.log", sandbox=sb))
-            check(m, "runner")
-            stats = sb.stats()
+        extra = FAST_POLL if server == "standin" else ()
+        row, m = against("throughput", runner_cmd(manifest, out, concurrency, *extra), folder,
+                         jobs, server=server)  # fmt: skip
         if count_files(out) != jobs:
             raise RuntimeError(f"throughput: {count_files(out)} of {jobs} outputs saved")
-    report.commands += [sb.command, show(cmd)]
-    report.raw = {
-        "jobs": jobs, "concurrency": concurrency, "wall": m.wall, "engine_wall": engine_wall(m),
-        "cpu": m.cpu, "user": m.user, "system": m.system, "rss_mb": m.rss_mb,
-        "sandbox_cpu": sb.cpu, "requests": stats.get("requests", {}),
-        "other_load": m.other_load,
-    }  # fmt: skip
-    note = f"{jobs} near-instant jobs, concurrency {concurrency}"
+    row["engine_wall"] = engine_wall(m)
+    report.commands += [row["server"], row["command"]]
+    report.raw = row
+    report.other_load = row["other_load"]
+    note = f"{jobs} near-instant jobs, concurrency {concurrency}, {server}"
     report.add(
-        Figure("throughput", "runner jobs/s", jobs / m.wall, "jobs/s", command=show(cmd),
-               note=f"{note}; wall {m.wall:.1f} s, sandbox CPU {sb.cpu or 0:.1f} s"),
-        Figure("throughput", "runner CPU per job", m.cpu / jobs * 1000, "ms", command=show(cmd),
-               note=f"user {m.user:.1f} s + system {m.system:.1f} s, "
-               f"peak RSS {m.rss_mb:.0f} MB"),
+        Figure("throughput", "runner jobs/s", row["jobs_per_s"], "jobs/s", command=row["command"],
+               note=f"{note}; wall {row['wall']:.1f} s, engine wall {row['engine_wall']} s"),
+        Figure("throughput", "runner CPU per job", row["cpu_per_job_ms"], "ms",
+               command=row["command"],
+               note=f"user {row['user']:.1f} s + system {row['system']:.1f} s; {describe(row)}"),
     )  # fmt: skip
     return report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--workdir", type=Path, help="keep the work files here")
-    args = parser.parse_args()
-    report = run(args.jobs, args.concurrency, args.workdir)
-    print(f"cores: {cores()}")
-    for f in report.figures:
-        print(f"{f.name:24} {f.text():>12}  {f.note}")
-    print(json.dumps(report.raw, indent=1))
+    args = bench_parser(__doc__, jobs=2000, concurrency=64, server="sandbox").parse_args()
+    print_report(run(args.jobs, args.concurrency, args.workdir, args.server), raw=args.json)
 
 
 if __name__ == "__main__":

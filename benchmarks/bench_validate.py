@@ -1,30 +1,28 @@
-"""How long validating a 100,000-job manifest takes, and its peak memory.
-
-Usage::
+"""Validate: wall time and peak RSS of ``batch-runner validate`` on large manifests.
 
     python benchmarks/bench_validate.py            # 100,000 jobs, every layout
     python benchmarks/bench_validate.py --jobs 20000 --layout yaml
 
+Why: validation runs before every run and resume, so its cost is paid on every start.
 Layouts: ``yaml`` (every job written inline, 5 fields each, a quarter with explicit seeds and
 qualities), ``csv`` (the same jobs as rows of a CSV file), ``matrix`` (1/10 of the jobs times
 a 10-seed matrix), ``images`` (CSV rows pointing at 1,000 distinct local PNG files). Each
-layout runs in a fresh child process so its peak RSS (``ru_maxrss``) is its own; the figure
-includes the interpreter and imports, shown separately as the baseline.
+layout is the real CLI in its own process (wall time and ``ru_maxrss`` of that process, the
+interpreter and imports included); ``batch-runner --version`` is the baseline.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
-import resource
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import Figure, Report, banner, bench_parser, check, measure, print_report, rel
+from common import workdir as make_workdir
+from jobsets import cli
+
 PROMPT = (
     "Animate the castle scene with a dynamic drone-style camera movement circling around it, "
     "trees swaying in the wind and birds flying, variation number {i}"
@@ -108,52 +106,47 @@ def write_images(folder: Path, jobs: int) -> Path:
 WRITERS = {"yaml": write_yaml, "csv": write_csv, "matrix": write_matrix, "images": write_images}
 
 
-def child(layout: str, jobs: int) -> None:
-    """Generate, then time ``load_manifest``; print one JSON line."""
-    sys.path.insert(0, str(ROOT))
-    from batch_runner.manifest.loader import load_manifest
-
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with tempfile.TemporaryDirectory(prefix="bench-validate-") as tmp:
-        path = WRITERS[layout](Path(tmp), jobs)
-        size = sum(p.stat().st_size for p in Path(tmp).iterdir() if p.is_file())
-        started = time.perf_counter()
-        manifest = load_manifest(path)
-        elapsed = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-    print(
-        json.dumps(
-            {
-                "layout": layout,
-                "jobs": len(manifest.jobs),
-                "file_mb": round(size / 1e6, 1),
-                "seconds": round(elapsed, 2),
-                "peak_rss_mb": round(peak * scale / 2**20),
-                "baseline_rss_mb": round(baseline * scale / 2**20),
-            }
-        )
+def run(
+    jobs: int = 100_000, layouts: tuple[str, ...] = LAYOUTS, base: Path | None = None
+) -> Report:
+    report = Report(
+        bench_cmd=f"python {rel(__file__)} --jobs {jobs}"
+        + "".join(f" --layout {x}" for x in layouts if tuple(layouts) != LAYOUTS)
     )
+    baseline = measure(cli("--version"))
+    check(baseline, "batch-runner --version")
+    report.add(Figure("validate", "baseline: --version", baseline.rss_mb, "MB",
+                      command="python -m batch_runner --version",
+                      note=f"interpreter + CLI imports; wall {baseline.wall:.2f} s"))  # fmt: skip
+    rows = {}
+    with make_workdir(base, "validate") as folder:
+        for layout in layouts:
+            sub = folder / layout
+            sub.mkdir()
+            path = WRITERS[layout](sub, jobs)
+            size = sum(p.stat().st_size for p in sub.iterdir() if p.is_file())
+            cmd = cli("validate", str(path))
+            banner(f"validate: {layout}: {' '.join(cmd)}")
+            m = report.saw(measure(cmd, log=sub / "validate.log"))
+            check(m, f"validate {layout}")
+            rows[layout] = {"wall": m.wall, "rss_mb": m.rss_mb, "cpu": m.cpu, "mb": size / 1e6,
+                            "out": m.out.strip()[-500:]}  # fmt: skip
+            report.add(Figure(
+                "validate", f"{layout}, {jobs:,} jobs", m.wall, "s", "< 2 s", m.wall < 2,
+                f"python -m batch_runner validate {layout}/big.yaml",
+                f"files {size / 1e6:.1f} MB; peak RSS {m.rss_mb:.0f} MB "
+                f"(baseline {baseline.rss_mb:.0f} MB); CPU {m.cpu:.1f} s",
+            ))  # fmt: skip
+    report.raw = {"jobs": jobs, "baseline_rss_mb": baseline.rss_mb, "layouts": rows}
+    return report
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=100_000)
+    parser = bench_parser(__doc__, jobs=100_000)
     parser.add_argument("--layout", choices=LAYOUTS, action="append")
-    parser.add_argument("--child", choices=LAYOUTS, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        child(args.child, args.jobs)
-        return
-    print(f"{'layout':8} {'jobs':>9} {'files':>8} {'seconds':>8} {'peak RSS':>9} {'baseline':>9}")
-    for layout in args.layout or LAYOUTS:
-        command = [sys.executable, __file__, "--child", layout, "--jobs", str(args.jobs)]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        r = json.loads(out.strip().splitlines()[-1])
-        print(
-            f"{r['layout']:8} {r['jobs']:>9,} {r['file_mb']:>6} MB {r['seconds']:>8} "
-            f"{r['peak_rss_mb']:>6} MB {r['baseline_rss_mb']:>6} MB"
-        )
+    report = run(args.jobs, tuple(args.layout or LAYOUTS), args.workdir)
+    print_report(report, raw=args.json)
 
 
 if __name__ == "__main__":

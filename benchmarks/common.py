@@ -1,33 +1,32 @@
-"""Shared plumbing of the issue-6 benchmarks: a sandbox in its own process, the runner as the
-real CLI in another, and per-process wall time, CPU time and peak RSS.
+"""Shared plumbing of the benchmarks: measured child processes, figures, arguments, output.
 
 Every process is measured with ``os.wait4``, which returns the rusage of exactly that child
 (and of the descendants it waited for): the runner's CPU and memory never include the
-sandbox's, and the other way round. Figures are plain dicts so ``run_all.py`` can print them
-as one table and keep them as JSON under ``benchmarks/results/``.
+server's, and the other way round. Servers live in ``servers.py``, job sets and the
+runner's command line in ``jobsets.py``. Every figure carries the command behind it, so
+``run_all.py`` and each script print tables a reader can reproduce row by row.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import dataclasses
 import json
 import os
-import re
 import shlex
-import signal
 import subprocess
 import sys
+import tempfile
 import time
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
-MODEL = "PixVerse/image-to-video-v5"
 PY = sys.executable
 #: ru_maxrss is KiB on Linux, bytes on macOS
 _RSS_SCALE = 1 if sys.platform == "darwin" else 1024
@@ -74,6 +73,8 @@ class Figure:
         if self.value is None:
             return "n/a"
         v = self.value
+        if isinstance(v, int) or v == 0:
+            return f"{v:,.0f} {self.unit}".strip()
         if self.unit == "%":
             return f"{v:.1f} %"
         if self.unit == "x":
@@ -147,7 +148,7 @@ class Measured:
     """A finished child process: exit code, wall seconds, CPU seconds, peak RSS in MB.
 
     ``busy`` is the CPU time the whole machine spent during the run: what is left after the
-    child's and the sandbox's own is other load (another program running meanwhile), which
+    child's and the server's own is other load (another program running meanwhile), which
     distorts the figures on a small machine and is reported beside them.
     """
 
@@ -159,8 +160,9 @@ class Measured:
     out: str
     err: str
     busy: float = 0.0
-    sandbox_cpu: float = 0.0
-    stopped: bool = False  # stopped by the watchdog (SIGTERM) before it finished
+    server_cpu: float = 0.0
+    #: wall times of every repetition, when this is the median of several (``measure_median``)
+    runs: tuple[float, ...] = ()
 
     @property
     def cpu(self) -> float:
@@ -171,7 +173,68 @@ class Measured:
         """Average cores used by other programs during the run."""
         if self.wall <= 0:
             return 0.0
-        return max(0.0, self.busy - self.cpu - self.sandbox_cpu) / self.wall
+        return max(0.0, self.busy - self.cpu - self.server_cpu) / self.wall
+
+
+class _Server(Protocol):
+    def cpu_now(self) -> float: ...
+
+
+def measure_many(
+    cmds: Sequence[Sequence[str]],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    logs: Sequence[Path | None] = (),
+    server: _Server | None = None,
+) -> tuple[float, list[Measured]]:
+    """Start ``cmds`` together, wait for all; the wall time around them and each one's rusage.
+
+    stdout and stderr go to files (a chatty child never blocks on a full pipe); stdout is
+    returned whole, stderr's tail is kept (all of it stays in the log file). The machine's
+    busy time and the server's CPU are for the whole span, in every result.
+    """
+    server_before = server.cpu_now() if server is not None else 0.0
+    busy_before = machine_busy()
+    logs = list(logs) + [None] * (len(cmds) - len(logs))
+    with contextlib.ExitStack() as stack:
+        outs = [stack.enter_context(tempfile.TemporaryFile()) for _ in cmds]
+        errs = [stack.enter_context(open(log or os.devnull, "wb")) for log in logs]
+        started = time.perf_counter()
+        procs = [
+            subprocess.Popen(list(cmd), stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                             env=env, cwd=str(cwd or ROOT))
+            for cmd, out, err in zip(cmds, outs, errs, strict=True)
+        ]  # fmt: skip
+        done: dict[int, tuple[int, Any, float]] = {}
+        # One child: block on it (exact wall time). Several: poll each, 5 ms resolution.
+        # Never wait4(-1): that could reap the server process, which is a child too.
+        flags = 0 if len(procs) == 1 else os.WNOHANG
+        while len(done) < len(procs):
+            for p in procs:
+                if p.pid not in done:
+                    pid, status, usage = os.wait4(p.pid, flags)
+                    if pid:
+                        code = os.waitstatus_to_exitcode(status)
+                        done[pid] = (code, usage, time.perf_counter())
+            if len(done) < len(procs):
+                time.sleep(0.005)
+        wall = time.perf_counter() - started
+        busy = machine_busy() - busy_before
+        server_cpu = server.cpu_now() - server_before if server is not None else 0.0
+        results = []
+        for proc, out, log in zip(procs, outs, logs, strict=True):
+            code, usage, ended = done[proc.pid]
+            proc.returncode = code
+            out.seek(0)
+            err = log.read_bytes()[-4000:].decode("utf-8", "replace") if log else ""
+            results.append(Measured(
+                code=code, wall=ended - started, user=usage.ru_utime, system=usage.ru_stime,
+                rss_mb=usage.ru_maxrss * _RSS_SCALE / 2**20,
+                out=out.read().decode("utf-8", "replace"), err=err, busy=busy,
+                server_cpu=server_cpu,
+            ))  # fmt: skip
+    return wall, results
 
 
 def measure(
@@ -180,68 +243,36 @@ def measure(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     log: Path | None = None,
-    sandbox: SandboxProcess | None = None,
-    watch: Callable[[float], bool] | None = None,
-    watch_every: float = 5.0,
+    server: _Server | None = None,
 ) -> Measured:
-    """Run ``cmd`` to completion; wall time around it, rusage of exactly that child.
+    """Run ``cmd`` to completion; wall time around it, rusage of exactly that child."""
+    _, (m,) = measure_many([cmd], env=env, cwd=cwd, logs=[log], server=server)
+    return m
 
-    stdout and stderr go to files (a chatty child never blocks on a full pipe); stdout is
-    returned whole, stderr's tail is kept (all of it stays in ``log``). ``watch(elapsed)`` is
-    called every ``watch_every`` seconds while the child runs; True sends it SIGTERM (the
-    CLI's graceful stop), and the figures are then those of the partial run.
+
+def measure_median(cmd: Sequence[str], repeat: int, **kw: Any) -> Measured:
+    """Run ``cmd`` ``repeat`` times (each must succeed); the run with the median wall time.
+
+    For short commands (start-up, status), where one run is at the mercy of other load.
     """
-    import tempfile
+    runs = []
+    for _ in range(max(1, repeat)):
+        m = measure(cmd, **kw)
+        check(m, show(cmd))
+        runs.append(m)
+    chosen = sorted(runs, key=lambda m: m.wall)[len(runs) // 2]
+    return dataclasses.replace(chosen, runs=tuple(round(m.wall, 3) for m in runs))
 
-    err_path = log or Path(os.devnull)
-    sandbox_before = sandbox.cpu_now() if sandbox is not None else 0.0
-    busy_before = machine_busy()
-    with open(err_path, "wb") as err_file, tempfile.TemporaryFile() as out_file:
-        started = time.perf_counter()
-        proc = subprocess.Popen(
-            list(cmd),
-            stdout=out_file,
-            stderr=err_file,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=str(cwd or ROOT),
-        )
-        stopped = False
-        next_watch = started + watch_every
-        while True:
-            # Without a watchdog, block; with one, poll (0.1 s resolution on wall time).
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG if watch else 0)
-            if pid:
-                break
-            time.sleep(0.1)
-            now = time.perf_counter()
-            if watch is not None and not stopped and now >= next_watch:
-                next_watch = now + watch_every
-                if watch(now - started):
-                    proc.send_signal(signal.SIGTERM)
-                    stopped = True
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out_file.seek(0)
-        out = out_file.read()
-    busy = machine_busy() - busy_before
-    sandbox_cpu = sandbox.cpu_now() - sandbox_before if sandbox is not None else 0.0
-    err = ""
-    if log is not None:
-        data = log.read_bytes()
-        err = data[-4000:].decode("utf-8", "replace")
-    return Measured(
-        code=proc.returncode,
-        wall=wall,
-        user=usage.ru_utime,
-        system=usage.ru_stime,
-        rss_mb=usage.ru_maxrss * _RSS_SCALE / 2**20,
-        out=out.decode("utf-8", "replace"),
-        err=err,
-        busy=busy,
-        sandbox_cpu=sandbox_cpu,
-        stopped=stopped,
-    )
+
+def runs_text(m: Measured) -> str:
+    """ "median of 3: 0.57, 0.55, 0.58 s; " for a median of several runs, else ""."""
+    if len(m.runs) < 2:
+        return ""
+    return f"median of {len(m.runs)}: {', '.join(f'{w:.3f}' for w in m.runs)} s; "
+
+
+class Skipped(RuntimeError):
+    """A benchmark that cannot run on this machine (a missing tool); not a failure."""
 
 
 def check(m: Measured, what: str) -> None:
@@ -249,205 +280,7 @@ def check(m: Measured, what: str) -> None:
         raise RuntimeError(f"{what} exited {m.code}:\n{m.out[-2000:]}\n{m.err[-2000:]}")
 
 
-# --- the sandbox, as a separate process ----------------------------------------------------
-
-
-_READY = re.compile(r"sandbox ready base_url=(\S+) socket_url=(\S+)")
-
-
-class SandboxProcess:
-    """``python -m batch_runner sandbox --port 0 ...`` in its own process.
-
-    Use as a context manager; ``usage`` holds the sandbox's own rusage after it stopped.
-    """
-
-    def __init__(
-        self,
-        *,
-        run_seconds: tuple[float, float] = (0.0, 0.0),
-        queue_seconds: float = 0.0,
-        balance: float = 100_000_000.0,
-        secret: bool = True,
-        seed: int = 0,
-        log: Path | None = None,
-    ) -> None:
-        low, high = run_seconds
-        spec = f"{low:g}" if low == high else f"{low:g}-{high:g}"
-        self.cmd = [
-            PY, "-m", "batch_runner", "sandbox", "--port", "0",
-            "--run-seconds", spec, "--queue-seconds", f"{queue_seconds:g}",
-            "--balance", f"{balance:.0f}", "--seed", str(seed),
-        ]  # fmt: skip
-        if not secret:
-            self.cmd.append("--no-secret")
-        self.api_key = "sandbox-key"
-        self.api_secret: str | None = "sandbox-secret" if secret else None
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.base_url = ""
-        self.socket_url = ""
-        self.usage: Any = None
-
-    @property
-    def command(self) -> str:
-        return show(self.cmd)
-
-    def __enter__(self) -> SandboxProcess:
-        err = open(self.log, "wb") if self.log else subprocess.DEVNULL
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
-        self.proc = subprocess.Popen(
-            self.cmd, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, env=env,
-            cwd=str(ROOT),
-        )  # fmt: skip
-        if err is not subprocess.DEVNULL:
-            err.close()
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline().decode()
-        found = _READY.search(line)
-        if not found:
-            self.proc.kill()
-            raise RuntimeError(f"the sandbox did not start: {line!r}")
-        self.base_url, self.socket_url = found.group(1), found.group(2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            for _ in range(200):
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-                if pid:
-                    self.usage = usage
-                    proc.returncode = os.waitstatus_to_exitcode(status)
-                    break
-                time.sleep(0.05)
-            else:
-                proc.kill()
-                _, _, self.usage = os.wait4(proc.pid, 0)
-        finally:
-            if proc.stdout is not None:
-                proc.stdout.close()
-
-    @property
-    def cpu(self) -> float | None:
-        """The sandbox's CPU seconds, once it has stopped."""
-        return None if self.usage is None else self.usage.ru_utime + self.usage.ru_stime
-
-    def cpu_now(self) -> float:
-        """The sandbox's CPU seconds so far, while it runs."""
-        return process_cpu(self.proc.pid) if self.proc is not None else 0.0
-
-    @property
-    def origin(self) -> str:
-        return self.base_url.rsplit("/v1", 1)[0]
-
-    def _get(self, path: str) -> Any:
-        with urllib.request.urlopen(self.origin + path, timeout=120) as resp:
-            return json.loads(resp.read())
-
-    def stats(self) -> dict[str, Any]:
-        data: dict[str, Any] = self._get("/__sandbox/stats?brief=1")
-        return data
-
-    def tasks(self) -> list[dict[str, Any]]:
-        data: list[dict[str, Any]] = self._get("/__sandbox/tasks")
-        return data
-
-    def env(self, **extra: str) -> dict[str, str]:
-        """The environment for a client process pointed at this sandbox."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("WIRO_")}
-        env.pop("BATCH_RUNNER_LOOP", None)
-        env.update(
-            WIRO_API_KEY=self.api_key,
-            WIRO_API_SECRET=self.api_secret or "",
-            WIRO_API_BASE=self.base_url,
-            WIRO_SOCKET_URL=self.socket_url,
-            PYTHONPATH=str(ROOT),
-            NO_COLOR="1",
-        )
-        env.update(extra)
-        return env
-
-
-# --- job sets -------------------------------------------------------------------------------
-
-PROMPT = (
-    "Animate the castle scene with a slow drone-style camera movement circling around it, "
-    "trees swaying in the wind, variation {tag}-{i}"
-)
-
-
-def job_id(i: int) -> str:
-    return f"job-{i:06d}"
-
-
-def job_inputs(i: int, tag: str) -> dict[str, str]:
-    """The resolved inputs of job ``i``: what the manifest below makes the runner send."""
-    return {
-        "inputImageUrl": f"https://cdn.example.com/inputs/{i % 997}.jpg",
-        "prompt": PROMPT.format(tag=tag, i=i),
-        "quality": "540p",
-        "duration": "5",
-    }
-
-
-def write_manifest(path: Path, count: int, tag: str) -> Path:
-    """A manifest of ``count`` distinct jobs; written as text (fast even at 100,000 jobs)."""
-    with path.open("w", encoding="utf-8") as out:
-        out.write(f"model: {MODEL}\n")
-        out.write("defaults:\n  quality: 540p\n  duration: 5\n")
-        out.write("jobs:\n")
-        for i in range(count):
-            inputs = job_inputs(i, tag)
-            out.write(f"  - id: {job_id(i)}\n")
-            out.write(f"    inputImageUrl: {inputs['inputImageUrl']}\n")
-            out.write(f"    prompt: {inputs['prompt']}\n")
-    return path
-
-
-def write_jobs_jsonl(path: Path, count: int, tag: str) -> Path:
-    """The same jobs as JSON lines ``{"id", "inputs"}`` for the raw loop and the peer script."""
-    with path.open("w", encoding="utf-8") as out:
-        for i in range(count):
-            out.write(json.dumps({"id": job_id(i), "inputs": job_inputs(i, tag)}) + "\n")
-    return path
-
-
-def check_same_inputs(manifest: Path, jobs_file: Path) -> None:
-    """The JSON lines hold exactly the inputs the runner resolves from the manifest."""
-    sys.path.insert(0, str(ROOT))
-    from batch_runner.manifest.loader import load_manifest
-
-    jobs = load_manifest(manifest).jobs
-    with jobs_file.open(encoding="utf-8") as lines:
-        for job, line in zip(jobs, lines, strict=True):
-            row = json.loads(line)
-            if row["id"] != job.id or row["inputs"] != dict(job.inputs):
-                raise RuntimeError(f"job set mismatch at {job.id}: {row} vs {job.inputs}")
-
-
-# --- the runner as the real CLI -------------------------------------------------------------
-
-
-_ENGINE_WALL = re.compile(r"wall time ([0-9.]+) s")
-
-
-def runner_cmd(manifest: Path, out: Path, concurrency: int, *extra: str) -> list[str]:
-    return [
-        PY, "-m", "batch_runner", "run", str(manifest), "--out", str(out),
-        "--concurrency", str(concurrency), "--log-format", "text", *extra,
-    ]  # fmt: skip
-
-
-def engine_wall(m: Measured) -> float | None:
-    """The runner's own "wall time" line (run engine only, without start-up)."""
-    found = _ENGINE_WALL.search(m.out)
-    return float(found.group(1)) if found else None
+# --- helpers --------------------------------------------------------------------------------
 
 
 def dir_size(path: Path, names: Sequence[str]) -> int:
@@ -472,7 +305,6 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def workdir(base: Path | None, name: str) -> Iterator[Path]:
     """A fresh folder for one benchmark, removed afterwards unless ``base`` was given."""
     import shutil
-    import tempfile
 
     if base is not None:
         path = base / name
@@ -487,3 +319,48 @@ def workdir(base: Path | None, name: str) -> Iterator[Path]:
 
 def banner(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# --- arguments and output -------------------------------------------------------------------
+
+
+def bench_parser(doc: str | None, **defaults: Any) -> argparse.ArgumentParser:
+    """The arguments every benchmark takes; ``defaults`` sets --jobs, --concurrency, --server.
+
+    A default of None leaves that option out (a benchmark that has no use for it).
+    """
+    parser = argparse.ArgumentParser(
+        description=(doc or "").split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if defaults.get("jobs") is not None:
+        parser.add_argument("--jobs", type=int, default=defaults["jobs"])
+    if defaults.get("concurrency") is not None:
+        parser.add_argument("--concurrency", type=int, default=defaults["concurrency"])
+    if defaults.get("server") is not None:
+        parser.add_argument(
+            "--server", choices=("standin", "sandbox"), default=defaults["server"],
+            help="the service: the minimal stand-in (benchmarks/standin_server.py) or the "
+            f"package's sandbox (default {defaults['server']})",
+        )  # fmt: skip
+    parser.add_argument("--workdir", type=Path, help="keep the work files here")
+    parser.add_argument("--json", action="store_true", help="also print the raw numbers")
+    return parser
+
+
+def print_report(report: Report, *, raw: bool = False) -> None:
+    """The figures as a table (figure, value, target, ok), each with the command behind it."""
+    print(f"cores: {cores()}; reproduce: {report.bench_cmd}")
+    width = max((len(f.name) for f in report.figures), default=10)
+    print(f"{'figure':{width}}  {'value':>14}  {'target':>10}  ok")
+    for f in report.figures:
+        ok = "" if f.ok is None else ("yes" if f.ok else "NO")
+        print(f"{f.name:{width}}  {f.text():>14}  {f.target:>10}  {ok}")
+        if f.note:
+            print(f"{'':{width}}    {f.note}")
+        if f.command:
+            print(f"{'':{width}}    $ {f.command}")
+    if report.other_load >= 0.1:
+        print(f"other programs used up to {report.other_load:.1f} of {cores()} cores meanwhile")
+    if raw:
+        print(json.dumps(report.raw, indent=1, default=str))

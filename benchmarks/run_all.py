@@ -5,19 +5,24 @@
     python benchmarks/run_all.py --only slots --only ceiling
 
 Every figure comes with the command that reproduces it alone and the machine's core count.
-The sandbox always runs as a separate process and the runner as the real CLI, so the CPU time
-and peak RSS shown are the runner's own. The table, the exact commands run and the raw
-numbers are also written to ``benchmarks/results/`` (Markdown and JSON; gitignored).
+The server (stand-in or sandbox) always runs as a separate process and the runner as the real
+CLI, so the CPU time and peak RSS shown are the runner's own. The table, the exact commands
+run and the raw numbers are also written to ``benchmarks/results/`` (Markdown and JSON;
+gitignored).
 
 Benchmarks (full size / --quick):
 
-* throughput: 2,000 / 300 near-instant jobs at concurrency 64 (the issue-4 figure);
-* ceiling: 5,000 / 500 near-instant jobs at concurrency 128, raw aiohttp loop vs the runner,
-  the runner with each event loop (asyncio, uvloop: what the optional uvloop buys); median
-  of 3 interleaved rounds (1 with --quick);
+* throughput: 2,000 / 300 near-instant sandbox jobs at concurrency 64, the runner's defaults
+  (WebSocket push);
+* ceiling: 3,000 / 500 instant jobs at concurrency 128 against the stand-in server, the raw
+  aiohttp loop vs the runner (``--no-socket --poll-interval 0.05``), CPU per job and the
+  server's share; median of 3 interleaved rounds (1 with --quick);
 * peer: 500 / 100 near-instant jobs at concurrency 128, GNU parallel + curl + jq vs runner;
 * slots: 400 / 80 jobs of 2-6 s at concurrency 40, push and polling only;
-* scale: 100,000 / 2,000 jobs: validate, full run at concurrency 256, ledger size, resume.
+* shards: 2,000 / 300 instant jobs, 1 worker vs 4 shard workers under one limit of 64;
+* validate: 100,000 / 5,000 jobs in four manifest layouts;
+* scale: 100,000 / 2,000 instant jobs against the stand-in at concurrency 256: --version,
+  status, validate, the full run, ledger and gallery sizes, re-run, status.
 """
 
 from __future__ import annotations
@@ -36,34 +41,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_ceiling
 import bench_peer
 import bench_scale
+import bench_shards
 import bench_slots
 import bench_throughput
-from common import RESULTS, ROOT, Figure, Report, cores
+import bench_validate
+from common import RESULTS, ROOT, Figure, Report, Skipped, cores
 
 SIZES = {
     "full": {
         "throughput": {"jobs": 2000, "concurrency": 64},
-        "ceiling": {"jobs": 5000, "concurrency": 128, "repeat": 3},
+        "ceiling": {"jobs": 3000, "concurrency": 128, "repeat": 3},
         "peer": {"jobs": 500, "concurrency": 128},
         "slots": {"jobs": 400, "concurrency": 40, "run_seconds": (2.0, 6.0)},
-        "scale": {"jobs": 100_000, "concurrency": 256},
+        "shards": {"jobs": 2000, "workers": 4, "limit": 64},
+        "validate": {"jobs": 100_000},
+        "scale": {"jobs": 100_000, "concurrency": 256, "repeat": 3},
     },
     "quick": {
         "throughput": {"jobs": 300, "concurrency": 64},
         "ceiling": {"jobs": 500, "concurrency": 128, "repeat": 1},
         "peer": {"jobs": 100, "concurrency": 128},
         "slots": {"jobs": 80, "concurrency": 40, "run_seconds": (2.0, 6.0)},
-        "scale": {"jobs": 2000, "concurrency": 256},
+        "shards": {"jobs": 300, "workers": 4, "limit": 64},
+        "validate": {"jobs": 5000},
+        "scale": {"jobs": 2000, "concurrency": 256, "repeat": 1},
     },
 }
-ORDER = ("throughput", "ceiling", "peer", "slots", "scale")
 MODULES = {
     "throughput": bench_throughput,
     "ceiling": bench_ceiling,
     "peer": bench_peer,
     "slots": bench_slots,
+    "shards": bench_shards,
+    "validate": bench_validate,
     "scale": bench_scale,
 }
+ORDER = tuple(MODULES)
 
 
 def machine() -> str:
@@ -106,15 +119,17 @@ def revision() -> str:
 
 
 def table(rows: list[tuple[Figure, str]]) -> list[str]:
-    """Markdown table: one line per figure, with its reproducing command."""
+    """Markdown table: one line per figure, the command reproducing it and the process measured."""
     out = [
-        "| benchmark | figure | value | target | met | command | notes |",
-        "|---|---|---|---|---|---|---|",
+        "| benchmark | figure | value | target | met | reproduce | process measured | notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for f, cmd in rows:
         met = "" if f.ok is None else ("yes" if f.ok else "**no**")
+        measured = f"`{f.command}`" if f.command and f.command != cmd else ""
         out.append(
-            f"| {f.bench} | {f.name} | {f.text()} | {f.target} | {met} | `{cmd}` | {f.note} |"
+            f"| {f.bench} | {f.name} | {f.text()} | {f.target} | {met} | `{cmd}` | {measured} "
+            f"| {f.note} |"
         )
     return out
 
@@ -136,11 +151,14 @@ def main() -> int:
     reports: dict[str, Report] = {}
     timings: dict[str, float] = {}
     failed: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     for name in chosen:
         sizes = SIZES[mode][name]
         t0 = time.perf_counter()
         try:
             reports[name] = MODULES[name].run(**sizes, base=args.workdir)
+        except Skipped as exc:
+            skipped[name] = str(exc)
         except Exception as exc:  # keep going: one broken benchmark must not hide the rest
             failed[name] = f"{type(exc).__name__}: {exc}"
             traceback.print_exc()
@@ -161,6 +179,8 @@ def main() -> int:
     ]
     for name, error in failed.items():
         lines.append(f"- **{name} failed**: {error}")
+    for name, why in skipped.items():
+        lines.append(f"- {name} skipped: {why}")
     loaded = {n: r.other_load for n, r in reports.items() if r.other_load >= 0.1}
     if loaded:
         lines.append(
@@ -182,7 +202,7 @@ def main() -> int:
         + ", ".join(f"{n} {t:.0f} s" for n, t in timings.items())
         + f"); command: `python benchmarks/run_all.py{' --quick' if args.quick else ''}`",
         "",
-        "## Commands run (each benchmark's sandbox, then its clients)",
+        "## Commands run (each benchmark's servers, then its clients)",
         "",
     ]
     for name, report in reports.items():
@@ -198,7 +218,7 @@ def main() -> int:
     base.with_suffix(".md").write_text(text, "utf-8")
     payload = {
         "mode": mode, "machine": header, "cores": cores(), "pid": os.getpid(),
-        "total_seconds": total, "seconds": timings, "failed": failed,
+        "total_seconds": total, "seconds": timings, "failed": failed, "skipped": skipped,
         "other_load": {n: r.other_load for n, r in reports.items()},
         "figures": [dict(f.as_dict(), bench_command=cmd) for f, cmd in rows],
         "commands": {n: [r.bench_cmd, *r.commands] for n, r in reports.items()},

@@ -11,13 +11,14 @@ same task.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import sys
 from pathlib import Path
 
 import pytest
-from clihelp import Done, cli_env, finish, load_ledger, run_cli, write_manifest
+from clihelp import Done, MakeBatch, finish
 
-from batch_runner.sandbox import Sandbox, SandboxConfig
+from batch_runner.sandbox import SandboxConfig
 from batch_runner.sandbox.media import sample_bytes
 
 FAST = SandboxConfig(queue_seconds=0.05, run_seconds=(0.1, 0.2))
@@ -42,33 +43,29 @@ async def run_limited(*args: str, env: dict[str, str], cwd: Path, limit: int) ->
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
-async def test_disk_full_during_download_is_not_success_and_resumes(tmp_path: Path) -> None:
+async def test_disk_full_during_download_is_not_success_and_resumes(
+    batch: MakeBatch, tmp_path: Path
+) -> None:
     assert len(sample_bytes()) > LIMIT  # the video cannot fit, the ledger can
-    manifest = write_manifest(tmp_path / "m.yaml", 1)
-    out = tmp_path / "out"
-    async with Sandbox(FAST) as sb:
-        env = cli_env(sb, PYTHONDONTWRITEBYTECODE="1")
-        args = ("run", str(manifest), "--out", str(out), "--no-socket", "--poll-interval", "0.1")
-        done = await run_limited(*args, env=env, cwd=tmp_path, limit=LIMIT)
-        text = done.out + done.err
-        assert done.code == 4, text
-        assert "Traceback" not in done.err, done.err
-        assert "file too large" in text or "no space left" in text, text
-        ledger = load_ledger(out)  # the ledger itself was written completely
-        record = ledger["jobs"]["job-0000"]
-        assert record["status"] == "downloading", record
-        assert not record["outputs"]
-        assert not (out / "job-0000.mp4").exists()
-        assert not (out / "journal.jsonl").exists()
-        assert sb.stats()["tasks_created"] == 1
+    b = await batch(jobs=1, config=FAST, env={"PYTHONDONTWRITEBYTECODE": "1"})
+    flags = ("--no-socket", "--poll-interval", "0.1")
+    done = await run_limited(*b.args(*flags), env=b.env, cwd=tmp_path, limit=LIMIT)
+    text = done.out + done.err
+    assert done.code == 4, text
+    assert "Traceback" not in done.err, done.err
+    assert "file too large" in text or "no space left" in text, text
+    record = b.ledger()["jobs"]["job-0000"]  # the ledger itself was written completely
+    assert record["status"] == "downloading", record
+    assert not record["outputs"]
+    assert not (b.out / "job-0000.mp4").exists()
+    assert not (b.out / "journal.jsonl").exists()
+    assert b.stats()["tasks_created"] == 1
 
-        again = await run_cli(*args, env=env, cwd=tmp_path)
-        assert again.code == 0, again.out + again.err
-        assert sb.stats()["tasks_created"] == 1  # the same task's video, not a new task
-        record = load_ledger(out)["jobs"]["job-0000"]
-        assert record["status"] == "succeeded"
-        [task] = sb.task_records()
-        saved = (out / record["outputs"][0]["path"]).read_bytes()
-        import hashlib
-
-        assert hashlib.sha256(saved).hexdigest() == task["outputs"][0]["sha256"]
+    again = await b.run(*flags, cwd=tmp_path)
+    assert again.code == 0, again.out + again.err
+    assert b.stats()["tasks_created"] == 1  # the same task's video, not a new task
+    record = b.ledger()["jobs"]["job-0000"]
+    assert record["status"] == "succeeded"
+    [task] = b.sb.task_records()
+    saved = (b.out / record["outputs"][0]["path"]).read_bytes()
+    assert hashlib.sha256(saved).hexdigest() == task["outputs"][0]["sha256"]

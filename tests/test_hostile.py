@@ -9,7 +9,6 @@ folder, and no traceback is printed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Awaitable, Callable
@@ -19,7 +18,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from clihelp import REPO, cli_env, load_ledger, run_cli, write_manifest
+from clihelp import cli_env, load_ledger, run_cli, standin_env, write_manifest
 from standin import StandIn, endless, json_response, serve
 
 from batch_runner.sandbox import Sandbox, SandboxConfig
@@ -42,19 +41,6 @@ class Outcome:
     def job(self, job_id: str = "job-0000") -> dict[str, Any]:
         record: dict[str, Any] = self.ledger["jobs"][job_id]
         return record
-
-
-def standin_env(base_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WIRO_")}
-    env.update(
-        WIRO_API_KEY="standin-key",
-        WIRO_API_SECRET="standin-secret",
-        WIRO_API_BASE=base_url,
-        PYTHONPATH=str(REPO),
-        NO_COLOR="1",
-    )
-    env.update(extra)
-    return env
 
 
 def assert_contained(root: Path, outcome: Outcome, *, allowed: tuple[Path, ...] = ()) -> None:

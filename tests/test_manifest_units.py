@@ -25,20 +25,25 @@ from batch_runner.manifest.job import (
     normalise_value,
     slugify,
 )
-from batch_runner.manifest.loader import model_schema_path
-from batch_runner.manifest.pricing import PRICES_USD, estimate_job_cost, estimate_total
+from batch_runner.manifest.pricing import estimate_job_cost, estimate_total, unpriced
 from batch_runner.manifest.schemacheck import Checker, StrictValidator, load_schema, suggest
 from batch_runner.manifest.yamlsafe import YMap, YSeq, load_yaml
+from batch_runner.models.store import read_definition, shipped_dir
 
 MODEL = "PixVerse/image-to-video-v5"
+DEFINITION = shipped_dir() / "PixVerse" / "image-to-video-v5.json"
+
+
+def model_schema() -> dict[str, Any]:
+    return read_definition(DEFINITION).schema
 
 
 # -- schemas -------------------------------------------------------------------------------------
 
 
 def test_schemas_are_valid_2020_12() -> None:
-    for path in [schemas_dir() / "manifest.schema.json", model_schema_path(MODEL)]:
-        schema = json.loads(path.read_text(encoding="utf-8"))
+    manifest = json.loads((schemas_dir() / "manifest.schema.json").read_text(encoding="utf-8"))
+    for schema in [manifest, model_schema()]:
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
         StrictValidator.check_schema(schema)
 
@@ -49,7 +54,7 @@ def test_id_pattern_matches_the_schema() -> None:
 
 
 def test_model_schema_covers_the_api_inputs() -> None:
-    schema = load_schema(model_schema_path(MODEL))
+    schema = model_schema()
     assert list(schema["properties"]) == [
         "inputImageUrl",
         "prompt",
@@ -110,7 +115,7 @@ _NAMES = st.sampled_from(
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(_NAMES, _VALUES, max_size=6))
 def test_fast_path_agrees_with_jsonschema(instance: dict[str, Any]) -> None:
-    schema = load_schema(model_schema_path(MODEL))
+    schema = model_schema()
     checker = Checker(schema)
     assert checker.fast is not None
     valid = checker.validator.is_valid(instance)
@@ -260,18 +265,20 @@ def test_job_is_frozen_and_hashable() -> None:
 # -- prices -------------------------------------------------------------------------------
 
 
-def test_prices() -> None:
-    assert PRICES_USD[("360p", "5")] == 0.45
-    assert PRICES_USD[("540p", "8")] == 0.90
-    assert PRICES_USD[("720p", "5")] == 0.60
-    assert PRICES_USD[("720p", "8")] == 1.20
-    assert PRICES_USD[("1080p", "5")] == 1.20
-    assert PRICES_USD[("1080p", "8")] == 2.40
-    assert estimate_job_cost({}) == 0.45  # the API's defaults: 540p, 5 s
-    assert estimate_job_cost({"quality": "1080p", "duration": "8"}) == 2.40
-    assert estimate_job_cost({"quality": "4k"}) is None
-    jobs = [Job(str(n), n, {"quality": "720p"}, None, "", "") for n in range(3)]
-    assert estimate_total([*jobs, Job("x", 3, {"quality": "4k"}, None, "", "")]) == 1.80
+def test_prices_come_from_the_shipped_definition() -> None:
+    prices = read_definition(DEFINITION).prices
+    table = {(dict(t.inputs)["quality"], dict(t.inputs)["duration"]): t.price for t in prices.tiers}
+    assert table == {
+        ("360p", "5"): 0.45, ("360p", "8"): 0.90, ("540p", "5"): 0.45, ("540p", "8"): 0.90,
+        ("720p", "5"): 0.60, ("720p", "8"): 1.20, ("1080p", "5"): 1.20, ("1080p", "8"): 2.40,
+    }  # fmt: skip
+    assert prices.estimate({}).usd == 0.45  # the API's defaults: 540p, 5 s
+    assert prices.estimate({"quality": "1080p", "duration": "8"}).usd == 2.40
+    assert prices.estimate({"quality": "4k"}).basis == "typical"  # no tier: approximatelycost
+    jobs = [Job(str(n), n, {"quality": "720p"}, None, "", "", estimate=0.6) for n in range(3)]
+    unknown = Job("x", 3, {"quality": "4k"}, None, "", "", estimate=None)
+    assert estimate_total([*jobs, unknown]) == 1.80
+    assert estimate_job_cost(unknown) is None and unpriced([*jobs, unknown]) == 1
 
 
 # -- the YAML loader ------------------------------------------------------------------------

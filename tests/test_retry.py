@@ -340,3 +340,36 @@ async def test_run_is_not_retried_after_a_5xx(sandbox: tuple[Sandbox, WiroClient
         await FAST.call_run(lambda: client.run(MODEL, INPUTS))
     assert dropped.value.may_have_created
     assert sb.stats()["requests"]["Run"] == 2 and sb.stats()["tasks_created"] == 1
+
+
+async def test_the_happy_path_builds_no_retry_machinery(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A call that succeeds at once never constructs tenacity's state; one that fails in a
+    retryable way does, and still counts the first try as attempt 1."""
+    import batch_runner.wiro.retry as retry_module
+
+    built: list[object] = []
+    real = retry_module.AsyncRetrying
+
+    def counting(*args: object, **kwargs: object) -> object:
+        built.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(retry_module, "AsyncRetrying", counting)
+    policy = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0)
+
+    async def fine() -> str:
+        return "ok"
+
+    assert [await policy.call(fine) for _ in range(50)] == ["ok"] * 50
+    assert built == []
+    tries: list[int] = []
+    seen: list[int] = []
+
+    async def flaky() -> str:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ServerError("HTTP 502", status=502)
+        return "late"
+
+    assert await policy.call(flaky, on_retry=lambda e, n, d: seen.append(n)) == "late"
+    assert len(tries) == 3 and seen == [1, 2] and len(built) == 1

@@ -10,26 +10,15 @@ everything printed. The ledger and the journal are mode 0600.
 from __future__ import annotations
 
 import asyncio
-import os
 import stat
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from clihelp import (
-    REPO,
-    cli_env,
-    journal_events,
-    kill,
-    load_ledger,
-    run_cli,
-    start_cli,
-    wait_until,
-    write_manifest,
-)
+from clihelp import MakeBatch, kill, load_ledger, run_cli, standin_env, write_manifest
 from standin import StandIn, json_response
 
-from batch_runner.sandbox import FaultConfig, Sandbox, SandboxConfig
+from batch_runner.sandbox import FaultConfig, SandboxConfig
 from batch_runner.wiro.client import Credentials, WiroClient
 
 KEY = "wk-live-7Q2f9Xc41Rb8Lm3Zt6Vd0Ns5"
@@ -61,7 +50,7 @@ def assert_private(path: Path) -> None:
     assert mode == 0o600, f"{path.name} has mode {mode:o}"
 
 
-async def test_credentials_never_written_nor_printed(tmp_path: Path) -> None:
+async def test_credentials_never_written_nor_printed(batch: MakeBatch, tmp_path: Path) -> None:
     config = SandboxConfig(
         api_key=KEY,
         api_secret=SECRET,
@@ -72,54 +61,50 @@ async def test_credentials_never_written_nor_printed(tmp_path: Path) -> None:
             generation_failure=0.6, drop_after_create=0.2, http_500=0.05, truncated_download=0.2
         ),
     )
-    (tmp_path / "in").mkdir()
-    manifest = write_manifest(tmp_path / "in" / "m.yaml", 8)
-    out = tmp_path / "out"
+    b = await batch(jobs=8, config=config)
+    poll = ("--poll-interval", "0.2")
     printed: list[str] = []
-    async with Sandbox(config) as sb:
-        env = cli_env(sb)
-        base = ("run", str(manifest), "--out", str(out), "--poll-interval", "0.2")
 
-        dry = await run_cli(*base, "--dry-run", env=env)
-        assert dry.code == 0, dry.err
-        printed += [dry.out, dry.err]
+    dry = await b.run(*poll, "--dry-run")
+    assert dry.code == 0, dry.err
+    printed += [dry.out, dry.err]
 
-        # A run killed mid-flight leaves its journal beside the snapshot: both private.
-        proc = await start_cli("-v", *base, "--log-format", "json", env=env)
-        await wait_until(lambda: journal_events(out, "submitted") >= 3, timeout=30)
-        assert_private(out / "journal.jsonl")
-        assert_private(out / "ledger.json")
-        kill(proc)
-        stdout, stderr = await proc.communicate()
-        printed += [stdout.decode(), stderr.decode()]
-        assert_nothing_leaked(tmp_path, printed)
+    # A run killed mid-flight leaves its journal beside the snapshot: both private.
+    # (-v after ``run`` here, before it below: both spellings are covered.)
+    proc = await b.start("-v", *poll, "--log-format", "json")
+    await b.wait_journal("submitted", 3, timeout=30)
+    assert_private(b.out / "journal.jsonl")
+    assert_private(b.out / "ledger.json")
+    kill(proc)
+    stdout, stderr = await proc.communicate()
+    printed += [stdout.decode(), stderr.decode()]
+    assert_nothing_leaked(tmp_path, printed)
 
-        for extra in ((), ("--json",)):
-            status = await run_cli("status", str(out), *extra, env=env)
-            assert status.code == 0, status.err
-            printed += [status.out, status.err]
+    for extra in ((), ("--json",)):
+        status = await b.cli("status", str(b.out), *extra)
+        assert status.code == 0, status.err
+        printed += [status.out, status.err]
 
-        failing = await run_cli("-v", *base, "--log-format", "json", env=env, timeout=120)
-        assert failing.code == 1, failing.out + failing.err  # some generations failed
-        printed += [failing.out, failing.err]
-        again = await run_cli(*base, "--log-format", "text", env=env)
-        printed += [again.out, again.err]
-        for extra in ((), ("--json",)):
-            status = await run_cli("status", str(out), *extra, env=env)
-            printed += [status.out, status.err]
-        dry = await run_cli(*base, "--dry-run", env=env)
-        printed += [dry.out, dry.err]
+    failing = await b.cli("-v", *b.args(*poll, "--log-format", "json"), timeout=120)
+    assert failing.code == 1, failing.out + failing.err  # some generations failed
+    printed += [failing.out, failing.err]
+    again = await b.run(*poll, "--log-format", "text")
+    printed += [again.out, again.err]
+    for extra in ((), ("--json",)):
+        status = await b.cli("status", str(b.out), *extra)
+        printed += [status.out, status.err]
+    dry = await b.run(*poll, "--dry-run")
+    printed += [dry.out, dry.err]
 
-        rejected = await run_cli(
-            "-v", "run", str(manifest), "--out", str(tmp_path / "out2"),
-            env=cli_env(sb, WIRO_API_SECRET=WRONG_SECRET),
-        )  # fmt: skip
-        assert rejected.code == 2, rejected.err
-        printed += [rejected.out, rejected.err]
+    rejected = await b.cli(
+        "-v", *b.args(out=tmp_path / "out2"), env={**b.env, "WIRO_API_SECRET": WRONG_SECRET}
+    )
+    assert rejected.code == 2, rejected.err
+    printed += [rejected.out, rejected.err]
 
-    ledger = load_ledger(out)
+    ledger = b.ledger()
     assert any(r["status"] == "failed" for r in ledger["jobs"].values())
-    assert_private(out / "ledger.json")
+    assert_private(b.out / "ledger.json")
     assert assert_nothing_leaked(tmp_path, printed) >= 5
 
 
@@ -151,11 +136,7 @@ async def test_credentials_echoed_by_the_service_are_redacted(tmp_path: Path) ->
     out = tmp_path / "out"
     async with StandIn() as stand:
         stand.run_hook, stand.detail_hook = run_hook, detail_hook
-        env = {
-            **cli_env_for(stand.base_url),
-            "WIRO_API_KEY": KEY,
-            "WIRO_API_SECRET": SECRET,
-        }
+        env = standin_env(stand.base_url, WIRO_API_KEY=KEY, WIRO_API_SECRET=SECRET)
         printed: list[str] = []
         for fmt in ("json", "text"):
             done = await run_cli(
@@ -167,14 +148,9 @@ async def test_credentials_echoed_by_the_service_are_redacted(tmp_path: Path) ->
         status = await run_cli("status", str(out), "--json", env=env)
         printed += [status.out, status.err]
     errors = [r["error"] for r in load_ledger(out)["jobs"].values()]
+    assert len(errors) == 2, errors
     assert all(e and "***" in e for e in errors), errors
     assert_nothing_leaked(tmp_path, printed)
-
-
-def cli_env_for(base_url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WIRO_")}
-    env.update(WIRO_API_BASE=base_url, PYTHONPATH=str(REPO), NO_COLOR="1")
-    return env
 
 
 def test_reprs_never_show_credentials() -> None:

@@ -29,12 +29,12 @@ exit codes:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..sandbox import cli as sandbox_cli
-    from . import cancel, completion, status, validate
+    from . import cancel, completion, models, status, validate
     from . import run as run_cmd
 
     parser = argparse.ArgumentParser(
         prog="batch-runner",
-        description="Run a YAML manifest of image+prompt jobs on the Wiro API, resumably.",
+        description="Run a YAML manifest of generation jobs on any Wiro model, resumably.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, validate, status, cancel, sandbox_cli, completion):
+    for module in (run_cmd, validate, models, status, cancel, sandbox_cli, completion):
         module.register(subparsers)
     for sub in subparsers.choices.values():  # -v works after the subcommand too
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

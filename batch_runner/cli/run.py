@@ -8,6 +8,7 @@ with everything durable on disk (exit 130 or 143), a second exits at once.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -70,13 +71,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--poll-interval",
         type=positive_float,
         default=1.0,
-        help="first status check after submission, seconds (default 1)",
+        help="first status check after submission while polling, seconds (default 1); "
+        "later checks back off with the task's age",
     )
     p.add_argument(
         "--poll-max",
         type=positive_float,
-        default=15.0,
-        help="longest wait between status checks, seconds (default 15)",
+        default=30.0,
+        help="longest wait between status checks while polling, seconds (default 30)",
     )
     p.add_argument(
         "--task-timeout",
@@ -98,6 +100,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--max-cost",
         type=positive_float,
         help="stop submitting before committed spend would pass this many USD",
+    )
+    p.add_argument(
+        "--max-cost-unknown",
+        type=positive_float,
+        metavar="USD",
+        help="with --max-cost: what to count for each job whose model gives no price "
+        "(without it, such jobs make --max-cost refuse to start)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never fetch model definitions; a model with none beside the manifest, in the "
+        "user cache or in the package is an error",
     )
     p.add_argument(
         "--deadline",
@@ -183,6 +198,7 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
         max_attempts=args.max_attempts,
         retry_failed=args.retry_failed,
         max_cost=args.max_cost,
+        max_cost_unknown=args.max_cost_unknown,
         deadline=args.deadline,
         use_socket=not args.no_socket,
         policy=RetryPolicy(max_attempts=args.api_retries, max_elapsed=args.retry_max_wait),
@@ -195,36 +211,63 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 def main(args: argparse.Namespace) -> int:
     if args.log_format != "json":
-        return _main(args)
+        return _checked_main(args)
     from ..errors import BatchRunnerError
     from ..report.operate import emit_failure
 
     try:  # JSON mode: even an error that ends the command is a JSON line and a summary
-        return _main(args)
+        return _checked_main(args)
     except BatchRunnerError as exc:
         return emit_failure(exc, manifest=args.manifest, out_dir=args.out)
 
 
-def _main(args: argparse.Namespace) -> int:
-    from ..engine.api import in_loop, prepare
+def _checked_main(args: argparse.Namespace) -> int:
+    from ..engine.api import in_loop
     from ..errors import UsageError
-    from ..manifest.loader import load_manifest
 
-    manifest = load_manifest(args.manifest)
-    target = prepare(manifest, out_dir=args.out, shard=args.shard, shard_count=args.shard_count)
     if args.sandbox and (args.api_base or args.socket_url):
         raise UsageError(
             "--sandbox runs against the built-in sandbox; drop --api-base/--socket-url."
         )
-    if args.dry_run:
-        from ..report.summary import print_dry_run
-
-        print_dry_run(target.manifest, target.out_dir, retry_failed=args.retry_failed)
-        return 0
-    return in_loop(_run(args, target))
+    return in_loop(_main(args))
 
 
-async def _run(args: argparse.Namespace, target: Target) -> int:
+def note(text: str, *, json_lines: bool = False) -> None:
+    """A one-line note on stderr (a model definition fetched, a warning about one); a JSON
+    line in ``--log-format json`` mode."""
+    if json_lines:
+        from ..report.machine import JsonLines
+
+        JsonLines(sys.stderr).write("note", message=text)
+        return
+    from ..errors import printable
+
+    print(printable(text), file=sys.stderr)
+
+
+async def _main(args: argparse.Namespace) -> int:
+    """Start the sandbox when asked, load the manifest (fetching definitions it lacks from
+    that service), then dry-run or run."""
+    import functools
+
+    from ..engine.api import load_for_run, prepare, started_sandbox
+
+    on_note = functools.partial(note, json_lines=args.log_format == "json")
+    async with started_sandbox(args.sandbox) as sb:
+        manifest = await load_for_run(
+            args.manifest, sandbox=sb, api_base=args.api_base, offline=args.offline,
+            on_note=on_note,
+        )  # fmt: skip
+        target = prepare(manifest, out_dir=args.out, shard=args.shard, shard_count=args.shard_count)
+        if args.dry_run:
+            from ..report.summary import print_dry_run
+
+            print_dry_run(target.manifest, target.out_dir, retry_failed=args.retry_failed)
+            return 0
+        return await _run(args, target, sb)
+
+
+async def _run(args: argparse.Namespace, target: Target, sandbox: object = None) -> int:
     from ..engine.api import run
     from ..errors import BatchRunnerError
     from ..report.gallery import write_run_gallery
@@ -239,7 +282,7 @@ async def _run(args: argparse.Namespace, target: Target) -> int:
             result = await run(
                 target,
                 options=options,
-                sandbox=args.sandbox,
+                sandbox=sandbox if sandbox is not None else False,
                 api_base=args.api_base,
                 socket_url=args.socket_url,
                 reporter=reporter,

@@ -23,6 +23,9 @@ from typing import Any, TypeVar
 from ..errors import UsageError
 from ..ledger.shard import Shard, check_layout, parse_shard, shard_from_env
 from ..manifest.loader import Manifest, load_manifest
+from ..models.fetch import ClientFetcher
+from ..models.resolver import Note, Resolver
+from ..models.store import public_base, service_key
 from ..wiro.client import WiroClient
 from .options import RunOptions, connection_limit
 from .reporting import NullReporter, Reporter, RunEvent
@@ -66,7 +69,10 @@ def prepare(
     engine (AWS Batch, Slurm, Kubernetes Indexed Jobs with ``shard_count``) decides, as the
     CLI does. Mixing sharded and unsharded runs in one folder is refused (UsageError).
     """
-    loaded = manifest if isinstance(manifest, Manifest) else load_manifest(Path(manifest))
+    if isinstance(manifest, Manifest):
+        loaded = manifest
+    else:
+        loaded = load_manifest(Path(manifest), resolver=Resolver.from_env(environ))
     folder = RunOptions(out_dir=Path(out_dir) if out_dir is not None else None).resolved(loaded)
     env = os.environ if environ is None else environ
     if isinstance(shard, str):
@@ -81,6 +87,80 @@ def prepare(
     return Target(mine, shard.folder(base), shard, loaded, base)
 
 
+def resolver_for(
+    *,
+    sandbox: Any = None,
+    api_base: str | None = None,
+    offline: bool = False,
+    environ: Mapping[str, str] | None = None,
+    on_note: Note | None = None,
+    client: WiroClient | None = None,
+) -> Resolver:
+    """Where a run's model definitions come from: the project, the user cache and the
+    package, then the service (``api_base``, else ``WIRO_API_BASE``; or the service and
+    credentials of ``client``) or, given a running ``sandbox``, that sandbox (never cached:
+    its catalogue is not the service's)."""
+    if client is not None and sandbox is None:
+        creds, base = client.credentials, client.base_url
+        fetcher = ClientFetcher(
+            lambda: WiroClient(creds.api_key, creds.api_secret, base_url=base),
+            where=public_base(base),
+            cache_key=service_key(base),
+            loop=asyncio.get_running_loop(),
+        )
+        return Resolver(fetcher=fetcher, offline=offline, on_note=on_note)
+    if sandbox is None:
+        return Resolver.from_env(environ, api_base=api_base, offline=offline, on_note=on_note)
+    sb = sandbox
+    fetcher = ClientFetcher(
+        lambda: WiroClient(sb.api_key, sb.api_secret, base_url=sb.base_url),
+        where="the built-in sandbox",
+        cache_key=None,
+        loop=asyncio.get_running_loop(),
+    )
+    return Resolver(fetcher=fetcher, offline=offline, on_note=on_note)
+
+
+async def load_for_run(
+    path: str | os.PathLike[str],
+    *,
+    sandbox: Any = None,
+    api_base: str | None = None,
+    offline: bool = False,
+    environ: Mapping[str, str] | None = None,
+    on_note: Note | None = None,
+    client: WiroClient | None = None,
+) -> Manifest:
+    """Load a manifest from async code: in a worker thread, so that definitions can be
+    fetched from a service running in this loop (the in-process sandbox)."""
+    resolver = resolver_for(
+        sandbox=sandbox,
+        api_base=api_base,
+        offline=offline,
+        environ=environ,
+        on_note=on_note,
+        client=client,
+    )
+    return await asyncio.to_thread(load_manifest, Path(path), resolver=resolver)
+
+
+@contextlib.asynccontextmanager
+async def started_sandbox(sandbox: bool | Any) -> AsyncIterator[Any]:
+    """The sandbox a run asked for, running: None for none, a running ``Sandbox`` as it is,
+    else one started here (``True``: the demo's timing; a ``SandboxConfig``: that)."""
+    if sandbox is False or sandbox is None:
+        yield None
+        return
+    from ..sandbox import Sandbox, SandboxConfig
+
+    if isinstance(sandbox, Sandbox):
+        yield sandbox
+        return
+    config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig(**DEMO_SANDBOX)
+    async with Sandbox(config) as sb:
+        yield sb
+
+
 @contextlib.asynccontextmanager
 async def open_client(
     *,
@@ -91,18 +171,16 @@ async def open_client(
     socket_url: str | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> AsyncIterator[WiroClient]:
-    """A client for a run: the built-in sandbox (``sandbox=True``, or a ``SandboxConfig``),
-    else the service named by the arguments and ``WIRO_*`` variables."""
+    """A client for a run: the built-in sandbox (``sandbox=True``, a ``SandboxConfig``, or
+    a running ``Sandbox``), else the service named by the arguments and ``WIRO_*``
+    variables."""
     limit = connection_limit(concurrency, download_concurrency)
     if sandbox is not False and sandbox is not None:
         if api_base or socket_url:
             raise UsageError(
                 "--sandbox runs against the built-in sandbox; drop --api-base/--socket-url."
             )
-        from ..sandbox import Sandbox, SandboxConfig
-
-        config = sandbox if isinstance(sandbox, SandboxConfig) else SandboxConfig(**DEMO_SANDBOX)
-        async with Sandbox(config) as sb:
+        async with started_sandbox(sandbox) as sb:
             client = WiroClient(
                 sb.api_key,
                 sb.api_secret,
@@ -137,6 +215,7 @@ async def run(
     reporter: Reporter | None = None,
     handle_signals: bool = False,
     environ: Mapping[str, str] | None = None,
+    offline: bool = False,
 ) -> RunResult:
     """Run every job of ``manifest`` (a path, a loaded :class:`Manifest`, or a
     :class:`Target` from :func:`prepare`) and return how it went; re-running the same call
@@ -149,6 +228,9 @@ async def run(
     for the run (a first signal stops it cleanly and the result says ``interrupted``, exit
     130/143; a second leaves the process at once, the journal still durable). Errors are
     :class:`~batch_runner.errors.BatchRunnerError` subclasses with the CLI's exit code.
+
+    A manifest given as a path is loaded here; models without a local definition are
+    fetched from the service (or the sandbox) unless ``offline``.
     """
     opts = options or RunOptions()
     if out_dir is not None or concurrency is not None:
@@ -157,13 +239,46 @@ async def run(
             out_dir=Path(out_dir) if out_dir is not None else opts.out_dir,
             concurrency=concurrency if concurrency is not None else opts.concurrency,
         )
-    if isinstance(manifest, Target):
-        target = manifest  # already placed by prepare(): never sharded a second time
-    else:
-        target = prepare(
-            manifest, out_dir=opts.out_dir, shard=shard, shard_count=shard_count, environ=environ
+    if client is not None and (sandbox or api_base or socket_url):
+        raise UsageError("Give either a client or sandbox/api_base/socket_url, not both.")
+    async with started_sandbox(sandbox if client is None else False) as sb:
+        if isinstance(manifest, Target):
+            target = manifest  # already placed by prepare(): never sharded a second time
+        else:
+            if not isinstance(manifest, Manifest):
+                manifest = await load_for_run(
+                    manifest,
+                    sandbox=sb,
+                    api_base=api_base,
+                    offline=offline,
+                    environ=environ,
+                    client=client,
+                )
+            target = prepare(
+                manifest,
+                out_dir=opts.out_dir,
+                shard=shard,
+                shard_count=shard_count,
+                environ=environ,
+            )
+        return await _run_target(
+            target, opts, client, sb, api_base, socket_url, reporter, handle_signals, environ
         )
+
+
+async def _run_target(
+    target: Target,
+    opts: RunOptions,
+    client: WiroClient | None,
+    sandbox: Any,
+    api_base: str | None,
+    socket_url: str | None,
+    reporter: Reporter | None,
+    handle_signals: bool,
+    environ: Mapping[str, str] | None,
+) -> RunResult:
     opts = dataclasses.replace(opts, out_dir=target.out_dir).resolved(target.manifest)
+    sandbox = sandbox if sandbox is not None else False
     stop = _Interrupt(asyncio.current_task(), reporter)
     with _signals(stop) if handle_signals else contextlib.nullcontext():
         try:

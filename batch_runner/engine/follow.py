@@ -112,7 +112,9 @@ class Follower:
         ctx = self.ctx
         cost = task.totalcost
         if task.succeeded:
-            outputs = tuple(RemoteOutput(o.name, o.url, o.size) for o in task.outputs)
+            outputs = tuple(
+                RemoteOutput(o.name, o.url, o.size, o.contenttype) for o in task.outputs
+            )
             await ctx.record(TaskDone(job=job_id, outputs=outputs, cost=cost, taskid=task.id))
             return Verdict.DOWNLOAD
         reason = task.failure_reason()

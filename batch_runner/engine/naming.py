@@ -28,7 +28,10 @@ _EXT_RE = re.compile(r"\.[A-Za-z0-9]{1,10}")
 _TYPE_EXT = {
     "video/mp4": ".mp4", "video/webm": ".webm", "video/quicktime": ".mov",
     "image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp", "image/gif": ".gif",
-    "audio/mpeg": ".mp3", "audio/wav": ".wav", "application/json": ".json", "text/plain": ".txt",
+    "audio/mpeg": ".mp3", "audio/wav": ".wav", "audio/x-wav": ".wav", "audio/wave": ".wav",
+    "audio/ogg": ".ogg", "audio/flac": ".flac", "audio/mp4": ".m4a", "audio/aac": ".aac",
+    "image/heic": ".heic", "image/avif": ".avif", "application/json": ".json",
+    "text/plain": ".txt", "text/markdown": ".md", "text/csv": ".csv",
 }  # fmt: skip
 
 

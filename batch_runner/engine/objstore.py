@@ -182,6 +182,7 @@ async def upload_verified(
     sha256: str,
     part_size: int,
     part_concurrency: int = 4,
+    content_type: str | None = None,
 ) -> Remote:
     """Upload ``path`` to ``key`` (in parts of ``part_size`` when larger), then check the
     store holds ``size`` bytes under the ETag the upload returned. PublishError otherwise."""
@@ -190,7 +191,9 @@ async def upload_verified(
     attributes: dict[str, str] = {}
     if target.metadata:
         attributes = {
-            "Content-Type": mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            "Content-Type": content_type
+            or mimetypes.guess_type(path.name)[0]
+            or "application/octet-stream",
             SHA_KEY: sha256,
         }
     try:

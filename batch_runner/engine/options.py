@@ -13,6 +13,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..manifest.loader import Manifest
 from ..wiro.retry import RetryPolicy
+from .pushhealth import PushPolicy
 from .track import PollSchedule
 
 #: Tasks in flight when neither the caller nor the manifest says.
@@ -34,11 +35,16 @@ class RunOptions:
     concurrency: int | None = None
     download_concurrency: int = 8
     poll: PollSchedule = field(default_factory=PollSchedule)
+    #: the push watchdog, how far push is trusted, the socket's reconnect backoff
+    push: PushPolicy = field(default_factory=PushPolicy)
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     task_timeout: float | None = None
     max_attempts: int = 1
     retry_failed: bool = False
     max_cost: float | None = None
+    #: what ``max_cost`` counts for each job whose price is not known (None: refuse to
+    #: start when there is such a job)
+    max_cost_unknown: float | None = None
     deadline: float | None = None
     use_socket: bool = True
     error_budget: float = 900.0
@@ -67,7 +73,7 @@ class RunOptions:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise UsageError(f"{name} must be a whole number of at least 1, not {value!r}.")
-        for name in ("task_timeout", "max_cost", "deadline"):
+        for name in ("task_timeout", "max_cost", "deadline", "max_cost_unknown"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"{name} must be a positive number, not {value!r}.")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from pathlib import Path
 
+from .._media import HEAD_BYTES, kind_of, type_of_file
 from ..errors import (
     ApiError,
     DiskFullError,
@@ -76,13 +78,16 @@ class Outputs:
         if record.status != JobStatus.DOWNLOADING:
             return
         remote = record.remote_outputs
-        paths = download.output_paths(job_id, [(o.name, "") for o in remote])
+        paths = download.output_paths(job_id, [(o.name, o.contenttype) for o in remote])
         saved = {o.name for o in record.outputs}
         try:
             for out, rel in zip(remote, paths, strict=True):
                 if out.name in saved:
                     continue
                 result = await self._fetch(out, rel)
+                content_type = await asyncio.to_thread(
+                    saved_type, ctx.out_dir / result.path, out.name, out.contenttype
+                )
                 await ctx.record(
                     OutputSaved(
                         job=job_id,
@@ -90,6 +95,8 @@ class Outputs:
                         path=result.path,
                         size=result.size,
                         sha256=result.sha256,
+                        content_type=content_type,
+                        kind=kind_of(content_type),
                     )
                 )
         except OutputGoneError as exc:
@@ -188,5 +195,18 @@ class Outputs:
             if src.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
-                kept.append(SavedOutput(out.name, new_rel, out.size, out.sha256))
+                kept.append(
+                    SavedOutput(out.name, new_rel, out.size, out.sha256, out.content_type, out.kind)
+                )
         return tuple(kept)
+
+
+def saved_type(path: Path, name: str, declared: str) -> str:
+    """What a saved output is: by its first bytes, else the service's content type, else
+    its name (blocking: reads a few bytes)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        head = b""
+    return type_of_file(head, name or path.name, declared)

@@ -60,7 +60,9 @@ def plan_run(jobs: Iterable[Job], state: LedgerState, *, retry_failed: bool = Fa
         seen.add(job.id)
         record = state.jobs.get(job.id)
         if record is None:
-            plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
+            plan.events.append(
+                JobRegistered(job=job.id, fingerprint=job.fingerprint, model=job.model)
+            )
             plan.submit.append(job.id)
         elif record.fingerprint != job.fingerprint:
             _plan_edited(plan, job, record)
@@ -109,5 +111,7 @@ def _plan_edited(plan: Plan, job: Job, record: JobRecord) -> None:
         if record.outputs:
             plan.edited.append(job.id)
         else:
-            plan.events.append(JobRegistered(job=job.id, fingerprint=job.fingerprint))
+            plan.events.append(
+                JobRegistered(job=job.id, fingerprint=job.fingerprint, model=job.model)
+            )
         plan.submit.append(job.id)

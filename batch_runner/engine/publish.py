@@ -170,7 +170,7 @@ class Publisher:
             remote = await policy.call(
                 lambda: upload_verified(
                     target, out.path, local, size=out.size, sha256=out.sha256,
-                    part_size=ctx.options.publish_part_size,
+                    part_size=ctx.options.publish_part_size, content_type=out.content_type,
                 ),
                 retry_if=retryable,
             )  # fmt: skip

@@ -12,9 +12,10 @@ identical rows stay two jobs. Matching is pure; :func:`recent_tasks` and the
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ApiError, AuthError
 from ..ledger.events import Reconciled
@@ -22,7 +23,7 @@ from ..wiro.client import WiroClient
 from ..wiro.records import Task
 from .context import RunContext
 from .plan import Plan
-from .uploads import Uploader
+from .uploads import Uploader, wire_value
 
 #: How far the service's clock may lag ours when comparing creation times (seconds).
 CLOCK_SKEW = 300.0
@@ -32,25 +33,53 @@ MAX_SCANNED = 5000
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    """A job whose ``/Run`` may have created a task."""
+    """A job whose ``/Run`` may have created a task. ``aliases`` maps a field the job sent
+    to another name the task may echo it under (a file input's ``XUrl`` as ``X``)."""
 
     job_id: str
     inputs: Mapping[str, str]
     intent_at: float
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
 
-def task_matches(inputs: Mapping[str, str], task: Task) -> bool:
+def url_list(text: str) -> list[str] | None:
+    """The URLs of a file input's value (one, comma-separated, or a JSON list), else None."""
+    text = text.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except ValueError:
+            return None
+        return [str(i).strip() for i in items] if isinstance(items, list) else None
+    parts = [p.strip() for p in text.split(",")]
+    return parts if parts and all(p.startswith(("http://", "https://")) for p in parts) else None
+
+
+def same_value(echoed: str, sent: str) -> bool:
+    """Equal as sent, or the same URLs written another way (the service may echo a list of
+    files as JSON where they were sent comma-separated, or the other way round)."""
+    if echoed.strip() == sent.strip():
+        return True
+    mine, theirs = url_list(sent), url_list(echoed)
+    return mine is not None and mine == theirs
+
+
+def task_matches(
+    inputs: Mapping[str, str], task: Task, aliases: Mapping[str, str] | None = None
+) -> bool:
     """True when every input the job sent is echoed by the task's parameters."""
     params = task.parameters
     for key, value in inputs.items():
         if key == "callbackUrl" and not value:
             continue
         echoed = params.get(key)
+        if echoed is None and aliases and key in aliases:
+            echoed = params.get(aliases[key])
         if echoed is None:
             if value == "":
                 continue
             return False
-        if echoed.strip() != value.strip():
+        if not same_value(echoed, value):
             return False
     return True
 
@@ -80,7 +109,7 @@ def match(
                 continue
             if task.createtime is not None and task.createtime < cand.intent_at - skew:
                 continue
-            if task_matches(cand.inputs, task):
+            if task_matches(cand.inputs, task, cand.aliases):
                 found = task
                 break
         if found is not None:
@@ -174,7 +203,12 @@ class Reconciler:
                 )  # fmt: skip
             return None
         candidates = [
-            Candidate(r.job_id, self.sent_inputs(r.job_id), r.submitted_at or since)
+            Candidate(
+                r.job_id,
+                self.sent_inputs(r.job_id),
+                r.submitted_at or since,
+                self.aliases(ctx.jobs[r.job_id].model),
+            )
             for r in records
             if r.job_id in ctx.jobs
         ]
@@ -192,14 +226,23 @@ class Reconciler:
         return out
 
     def sent_inputs(self, job_id: str) -> dict[str, str]:
-        """The inputs the job's /Run carried, as far as they can be known: a local image's
-        URL only once its upload is recorded."""
+        """The inputs the job's /Run carried, as far as they can be known: local files'
+        URLs only once their uploads are recorded (a /Run never went out before them)."""
         job = self.ctx.jobs[job_id]
         inputs = dict(job.inputs)
-        if job.image is not None:
-            url = self.ctx.ledger.state.uploads.get(self.uploader.digest(job))
-            if url:
-                inputs["inputImageUrl"] = url
+        for file_input in job.files:
+            urls = [
+                r.url if r.path is None else self.uploader.known_url(r) for r in file_input.refs
+            ]
+            if all(urls):
+                inputs[file_input.send] = wire_value(file_input, [str(u) for u in urls])
             else:
-                inputs.pop("inputImageUrl", None)
+                inputs.pop(file_input.send, None)
         return inputs
+
+    def aliases(self, model: str) -> dict[str, str]:
+        """Fields a task of ``model`` may echo under another name: ``XUrl`` as ``X``."""
+        definition = self.ctx.manifest.definition(model)
+        if definition is None:
+            return {}
+        return {i.url_field: i.name for i in definition.file_items if i.url_field != i.name}

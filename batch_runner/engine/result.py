@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..ledger.published import PublishFigures
 from ..ledger.state import JobRecord, LedgerState
@@ -34,6 +35,9 @@ class RunResult:
     submitted: int = 0
     reconciled: int = 0
     status_requests: int = 0
+    #: how completion was tracked: the last mode (``by``, ``reason``, ``message``), status
+    #: requests by why they were made, final frames received and missed, socket attempts
+    tracking: dict[str, Any] = field(default_factory=dict)
     edited_pending: int = 0
     #: False when the run recorded nothing new (everything was already done)
     changed: bool = True

@@ -26,9 +26,10 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
-from ..errors import ApiError, AuthError, BatchRunnerError
+from ..errors import ApiError, AuthError, BatchRunnerError, UsageError
 from ..ledger.events import JobRegistered, RunEnded, RunStarted
 from ..ledger.lock import RunLock
 from ..ledger.state import JobStatus, RunInfo, counts_by_status, total_cost
@@ -43,6 +44,7 @@ from .options import RunOptions
 from .outputs import Outputs
 from .plan import Plan, plan_run
 from .publish import Publisher
+from .pushhealth import PushHealth, TrackingMode
 from .reconcile import Reconciler
 from .reporting import NullReporter, Reporter
 from .result import RunResult
@@ -74,6 +76,7 @@ class Runner:
         self.ctx: RunContext | None = None
         self._task: asyncio.Task[object] | None = None
         self._stages: _Stages | None = None
+        self._lock: RunLock | None = None
         self.started = time.monotonic()
         self._seq_at_start = 0
 
@@ -94,7 +97,7 @@ class Runner:
     async def run(self) -> RunResult:
         """Take the folder's lock, run every job, record how the run ended."""
         self._task = asyncio.current_task()
-        lock = RunLock(self.out_dir)
+        lock = self._lock = RunLock(self.out_dir)
         lock.acquire()
         try:
             ledger = Ledger.open(self.out_dir)
@@ -131,7 +134,8 @@ class Runner:
         plan = plan_run(
             self.manifest.jobs, ctx.ledger.state, retry_failed=self.options.retry_failed
         )
-        stages = self._stages = _Stages(ctx)
+        self._check_prices(plan)
+        stages = self._stages = _Stages(ctx, self._tracking_changed)
         await self._apply_plan(plan, stages.outputs)
         stages.reconciler.claim_recorded()
         ctx.say(
@@ -144,8 +148,6 @@ class Runner:
             data={**plan.summary(), "last_success_at": _last_success(ctx.ledger.state.runs)},
         )
         stages.submitter.edited_pending = set(plan.edited_in_flight)
-        if stages.feed is not None:
-            stages.feed.start()
         ctx.tick()
         ticker = asyncio.create_task(self._ticker(ctx), name="progress-ticker")
         publisher = stages.publisher
@@ -169,6 +171,20 @@ class Runner:
         ctx.tick()
         return self._result(ctx, stages)
 
+    def _check_prices(self, plan: Plan) -> None:
+        """``--max-cost`` cannot hold jobs of unknown price unless told what to count."""
+        if self.options.max_cost is None or self.options.max_cost_unknown is not None:
+            return
+        jobs = {job.id: job for job in self.manifest.jobs}
+        unknown = [jobs[j] for j in plan.submit if j in jobs and jobs[j].estimate is None]
+        if unknown:
+            models = ", ".join(dict.fromkeys(job.model for job in unknown))
+            raise UsageError(
+                f"--max-cost cannot be kept: {len(unknown)} of the jobs to submit have no known "
+                f"price ({models} describes none). Give --max-cost-unknown USD, the amount to "
+                "count for each of them, or run without --max-cost."
+            )
+
     async def _apply_plan(self, plan: Plan, outputs: Outputs) -> None:
         """Make the ledger agree with the manifest before any work starts."""
         ctx = self.ctx
@@ -179,7 +195,8 @@ class Runner:
             kept = await asyncio.to_thread(outputs.keep_beside, ctx.record_of(job_id))
             job = ctx.jobs[job_id]
             await ctx.record(
-                JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept), durable=False
+                JobRegistered(job=job_id, fingerprint=job.fingerprint, kept=kept, model=job.model),
+                durable=False,
             )
         await ctx.ledger.flush()
 
@@ -188,6 +205,14 @@ class Runner:
         if self.options.deadline is None:
             return None
         return max(0.0, self.options.deadline - (time.monotonic() - self.started))
+
+    def _tracking_changed(self, mode: TrackingMode) -> None:
+        """Say how completion is tracked now, once per change; ``status`` shows it too."""
+        if self.ctx is not None:
+            data: dict[str, object] = {"tracking": mode.by, "reason": mode.reason}
+            self.ctx.say("tracking", message=mode.message, level=mode.level, data=data)
+        if self._lock is not None:
+            self._lock.describe(tracking=mode.to_dict())
 
     @staticmethod
     async def _ticker(ctx: RunContext, every: float = 0.5) -> None:
@@ -308,6 +333,7 @@ class Runner:
             submitted=stages.submitter.submitted,
             reconciled=stages.reconciler.count,
             status_requests=stages.tracker.detail_requests,
+            tracking=stages.tracking_summary(),
             edited_pending=len(edited),
             changed=state.seq > self._seq_at_start,
             state=state,
@@ -352,6 +378,7 @@ class Runner:
             submitted=stages.submitter.submitted if stages else 0,
             reconciled=stages.reconciler.count if stages else 0,
             status_requests=stages.tracker.detail_requests if stages else 0,
+            tracking=stages.tracking_summary() if stages else {},
             interrupted=True,
             state=state,
         )
@@ -368,16 +395,28 @@ def _last_success(runs: list[RunInfo]) -> float | None:
 class _Stages:
     """The stages of one run, wired to one context."""
 
-    def __init__(self, ctx: RunContext) -> None:
+    def __init__(self, ctx: RunContext, on_tracking: Callable[[TrackingMode], None]) -> None:
         self.ctx = ctx
         options = ctx.options
         push = options.use_socket and bool(ctx.client.socket_url)
-        self.feed = TaskFeed(ctx.client.session, ctx.client.socket_url) if push else None
+        self.feed = (
+            TaskFeed(
+                ctx.client.session,
+                ctx.client.socket_url,
+                backoff_base=options.push.reconnect_base,
+                backoff_cap=options.push.reconnect_cap,
+            )
+            if push
+            else None
+        )
+        off = "push turned off" if not options.use_socket else "no socket URL for this API base"
+        self.health = PushHealth(options.push, self.feed, off_reason=off, on_change=on_tracking)
         self.tracker = Tracker(
             ctx.client,
             schedule=options.poll,
             policy=options.policy,
             feed=self.feed,
+            health=self.health,
             error_budget=options.error_budget,
         )
         self.uploader = Uploader(ctx)
@@ -389,3 +428,15 @@ class _Stages:
         if options.publish:
             self.publisher = Publisher(ctx, open_target(options.publish))
             self.outputs.on_success = self.publisher.enqueue
+
+    def tracking_summary(self) -> dict[str, Any]:
+        """How completion was tracked in this run (``RunResult.tracking``)."""
+        health, feed = self.health, self.feed
+        summary: dict[str, Any] = dict(health.mode.to_dict()) if health.mode else {}
+        summary["checks"] = dict(self.tracker.checks)
+        summary["final_frames"] = health.final_frames
+        summary["final_frames_missed"] = health.missed_finals
+        if feed is not None:
+            summary["socket"] = {"attempts": feed.attempts, "connections": feed.connections,
+                                 "drops": feed.drops, "frames": feed.frames}  # fmt: skip
+        return summary

@@ -29,16 +29,35 @@ class SlotGate:
     async def acquire(self) -> None:
         """Wait for a free slot and take it."""
         async with self._changed:
-            while True:
-                self._maybe_regrow()
-                if self.in_flight < self.limit:
-                    self.in_flight += 1
-                    return
-                timeout = self.regrow_after if self.limit < self.configured else None
-                try:
-                    await asyncio.wait_for(self._changed.wait(), timeout)
-                except TimeoutError:
-                    continue
+            await self._wait_for_room()
+            self.in_flight += 1
+
+    async def _wait_for_room(self) -> None:
+        """Return (holding the condition's lock) once a slot is free under the limit."""
+        while True:
+            self._maybe_regrow()
+            if self.in_flight < self.limit:
+                return
+            timeout = self.regrow_after if self.limit < self.configured else None
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout)
+            except TimeoutError:
+                continue
+
+    async def requeue(self) -> None:
+        """Give the caller's slot back and wait for one under the current limit.
+
+        After code 96 the limit drops below what is in flight; a refused submission that
+        kept its slot while it waited to try again would keep the old concurrency alive.
+        Cancelled while waiting, the caller still holds a slot (its own release balances).
+        """
+        async with self._changed:
+            self.in_flight = max(0, self.in_flight - 1)
+            self._changed.notify_all()
+            try:
+                await self._wait_for_room()
+            finally:
+                self.in_flight += 1
 
     async def release(self) -> None:
         """Give a slot back (the task is terminal, or was never created)."""

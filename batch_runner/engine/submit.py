@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 
 from ..errors import (
     ApiError,
@@ -32,22 +33,37 @@ from ..ledger.events import (
 )
 from ..ledger.state import total_cost
 from ..manifest.job import Job
-from ..manifest.pricing import estimate_job_cost
+from ..models.definition import ModelDefinition
 from .context import RunContext
 from .reconcile import Reconciler
-from .uploads import Uploader
+from .uploads import Uploader, wire_value
+
+
+def request_inputs(
+    inputs: dict[str, str], definition: ModelDefinition | None
+) -> dict[str, str | list[str]]:
+    """The /Run body: the job's strings, with a ``combinefileinput``'s URLs as a list."""
+    body: dict[str, str | list[str]] = dict(inputs)
+    for item in definition.items if definition is not None else ():
+        value = inputs.get(item.name)
+        if item.kind == "combine" and value and value.startswith("["):
+            urls = json.loads(value)
+            body[item.name] = [str(u) for u in urls]
+    return body
 
 
 class Budget:
-    """Estimated spend of the tasks in flight, reserved before they are submitted."""
+    """Estimated spend of the tasks in flight, reserved before they are submitted.
 
-    def __init__(self, cap: float | None) -> None:
+    A job whose price is not known counts as ``unknown`` (``--max-cost-unknown``)."""
+
+    def __init__(self, cap: float | None, unknown: float | None = None) -> None:
         self.cap = cap
+        self.unknown = unknown or 0.0
         self.committed = 0.0
 
-    @staticmethod
-    def estimate(job: Job) -> float:
-        return estimate_job_cost(job.inputs) or 0.0
+    def estimate(self, job: Job) -> float:
+        return job.estimate if job.estimate is not None else self.unknown
 
     def allows(self, spent: float, estimate: float) -> bool:
         """True when finished spend plus what is in flight plus ``estimate`` stays in the cap."""
@@ -67,10 +83,12 @@ class Submitter:
         self.ctx = ctx
         self.reconciler = reconciler
         self.uploader = uploader
-        self.budget = Budget(ctx.options.max_cost)
+        self.budget = Budget(ctx.options.max_cost, ctx.options.max_cost_unknown)
         self.submitted = 0
         #: edited jobs whose earlier task is still in flight: the edit applies afterwards
         self.edited_pending: set[str] = set()
+        #: code-96 refusals in a row, per job being submitted
+        self._throttled: dict[str, int] = {}
 
     async def submit(self, job_id: str) -> bool:
         """Submit a job until a task id is durable. False when nothing is in flight for it."""
@@ -88,6 +106,7 @@ class Submitter:
                 if outcome not in ("submitted", "tracked"):
                     self.budget.release(estimate)
             if outcome != "again":
+                self._throttled.pop(job_id, None)
                 return outcome != "stop"
         return False
 
@@ -118,7 +137,9 @@ class Submitter:
         record = ctx.record_of(job_id)
         if record.fingerprint != job.fingerprint:
             # An edited job whose earlier task has settled: its new version starts now.
-            await ctx.record(JobRegistered(job=job_id, fingerprint=job.fingerprint))
+            await ctx.record(
+                JobRegistered(job=job_id, fingerprint=job.fingerprint, model=job.model)
+            )
             self.edited_pending.discard(job_id)
             record = ctx.record_of(job_id)
         await ctx.record(
@@ -126,7 +147,7 @@ class Submitter:
         )
         try:
             result = await ctx.options.policy.call_run(
-                functools.partial(ctx.client.run, ctx.manifest.model, inputs),
+                functools.partial(ctx.client.run, job.model, inputs),
                 on_retry=lambda e, n, d: ctx.say(
                     "retry", job_id, f"/Run: {e} (retry {n} in {d:.1f} s)"
                 ),
@@ -140,18 +161,20 @@ class Submitter:
         self.submitted += 1
         return "submitted"
 
-    async def _inputs_for(self, job: Job) -> dict[str, str] | None:
-        """The inputs to send; a local image is uploaded first (once). None: job failed."""
+    async def _inputs_for(self, job: Job) -> dict[str, str | list[str]] | None:
+        """The inputs to send; local files are uploaded first (once each, recorded before
+        use) and sent as URLs in the field their input takes. None: the job failed."""
         inputs = dict(job.inputs)
-        if job.image is None:
-            return inputs
-        try:
-            inputs["inputImageUrl"] = await self.uploader.url_for(job)
-        except (InvalidInputError, OSError) as exc:
-            reason = f"uploading {job.image.name} failed: {getattr(exc, 'message', exc)}"
-            await self.ctx.record(JobFailed(job=job.id, error=reason))
-            return None
-        return inputs
+        for file_input in job.files:
+            try:
+                urls = await self.uploader.urls_for(job, file_input)
+            except (InvalidInputError, OSError) as exc:
+                names = ", ".join(r.path.name for r in file_input.local if r.path is not None)
+                reason = f"uploading {names} failed: {getattr(exc, 'message', exc)}"
+                await self.ctx.record(JobFailed(job=job.id, error=reason))
+                return None
+            inputs[file_input.send] = wire_value(file_input, urls)
+        return request_inputs(inputs, self.ctx.manifest.definition(job.model))
 
     async def _after_run_error(self, job_id: str, exc: ApiError) -> str:
         """Record a failed /Run. Returns "again" (submit again), "tracked" (a task was found
@@ -165,9 +188,13 @@ class Submitter:
             return "tracked" if found else "again"
         await ctx.record(SubmitRejected(job=job_id, error=exc.message))
         if isinstance(exc, ConcurrencyLimitError):
+            # Refusals in a row for this job set the backoff (a run-wide count would only
+            # grow); the slot is given back so the lowered limit holds for everyone.
+            streak = self._throttled[job_id] = self._throttled.get(job_id, 0) + 1
             await ctx.gate.shrink()
             ctx.say("throttled", job_id, f"code 96: lowering concurrency to {ctx.gate.limit}")
-            await asyncio.sleep(ctx.options.policy.delay_for(exc, ctx.gate.shrinks))
+            await asyncio.sleep(ctx.options.policy.delay_for(exc, streak))
+            await ctx.gate.requeue()
             return "again"
         if isinstance(exc, InsufficientBalanceError):
             ctx.stop("insufficient balance (code 97): top up the account, then re-run")

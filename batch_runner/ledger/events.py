@@ -15,21 +15,28 @@ from typing import Any, ClassVar
 
 @dataclass(frozen=True, slots=True)
 class SavedOutput:
-    """A verified output file; ``path`` is relative to the output folder."""
+    """A verified output file; ``path`` is relative to the output folder. ``content_type``
+    is what the file is (by its bytes, else the service's word, else its name) and ``kind``
+    its family: ``video``, ``image``, ``audio``, ``text`` or ``other`` (None in ledgers
+    written before these were recorded)."""
 
     name: str
     path: str
     size: int
     sha256: str
+    content_type: str | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class RemoteOutput:
-    """An output as the finished task lists it, kept so a lost file can be fetched again."""
+    """An output as the finished task lists it, kept so a lost file can be fetched again
+    (``contenttype`` as the service gave it, "" when it gave none)."""
 
     name: str
     url: str
     size: int | None = None
+    contenttype: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +66,25 @@ class PreviousRun:
 def parse_saved(items: Any) -> tuple[SavedOutput, ...]:
     if not items:
         return ()
-    return tuple([SavedOutput(o["name"], o["path"], o["size"], o["sha256"]) for o in items])
+    return tuple(
+        [
+            SavedOutput(
+                o["name"], o["path"], o["size"], o["sha256"], o.get("content_type"), o.get("kind")
+            )
+            for o in items
+        ]
+    )
 
 
 def parse_remote(items: Any) -> tuple[RemoteOutput, ...]:
     if not items:
         return ()
-    return tuple([RemoteOutput(o["name"], o["url"], o.get("size")) for o in items])
+    return tuple(
+        [
+            RemoteOutput(o["name"], o["url"], o.get("size"), o.get("contenttype") or "")
+            for o in items
+        ]
+    )
 
 
 def parse_published(items: Any) -> tuple[PublishedOutput, ...]:
@@ -113,10 +132,12 @@ class JobRegistered(JobEvent):
     TYPE = "job_registered"
     fingerprint: str
     kept: tuple[SavedOutput, ...] | None = None
+    #: the model the job runs on (None in journals written before it was recorded)
+    model: str | None = None
 
     def payload(self) -> dict[str, Any]:
         kept = None if self.kept is None else plain(self.kept)
-        return {"fingerprint": self.fingerprint, "kept": kept}
+        return {"fingerprint": self.fingerprint, "kept": kept, "model": self.model}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,6 +223,8 @@ class OutputSaved(JobEvent):
     path: str
     size: int
     sha256: str
+    content_type: str | None = None
+    kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -265,7 +288,7 @@ class AttemptFailed(JobEvent):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UploadDone(Event):
-    """A local image is on the service; later jobs reuse ``url`` by ``sha256``."""
+    """A local file is on the service; later jobs reuse ``url`` by ``sha256``."""
 
     TYPE = "upload_done"
     path: str

@@ -6,6 +6,7 @@ start time) so that a second run can say who holds the folder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -47,6 +48,7 @@ class RunLock:
     def __init__(self, out_dir: Path) -> None:
         self.out_dir = out_dir
         self._lock = FileLock(str(out_dir / LOCK_NAME), timeout=0, mode=0o600)
+        self._holder: dict[str, object] = {}
 
     def acquire(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -61,13 +63,24 @@ class RunLock:
                 f"Another run ({who}{when}) holds the output folder {self.out_dir}. "
                 "Wait for it to finish, or stop it, then re-run."
             ) from None
-        holder = {
+        self._holder = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
+        self._write_holder()
+
+    def describe(self, **facts: object) -> None:
+        """Add facts about the running run to the holder file (``status`` shows them), such
+        as how it tracks completion. Best effort: a failed write changes nothing else."""
+        if self._lock.is_locked:
+            self._holder.update(facts)
+            with contextlib.suppress(OSError):
+                self._write_holder()
+
+    def _write_holder(self) -> None:
         tmp = self.out_dir / (HOLDER_NAME + ".tmp")
-        tmp.write_text(json.dumps(holder), "utf-8")
+        tmp.write_text(json.dumps(self._holder), "utf-8")
         os.replace(tmp, self.out_dir / HOLDER_NAME)
 
     def release(self) -> None:

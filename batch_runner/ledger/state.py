@@ -132,6 +132,8 @@ class JobRecord:
     submitted_at: float | None = None
     finished_at: float | None = None
     updated_at: float | None = None
+    #: the model the job runs on (None for jobs registered before it was recorded)
+    model: str | None = None
     #: outputs uploaded to object storage (``--publish``); see :class:`PublishedOutput`
     published: tuple[PublishedOutput, ...] = ()
 
@@ -174,6 +176,7 @@ class JobRecord:
             submitted_at=data.get("submitted_at"),
             finished_at=data.get("finished_at"),
             updated_at=data.get("updated_at"),
+            model=data.get("model"),
             published=parse_published(data.get("published")),
         )
 
@@ -205,7 +208,8 @@ def _registered(r: JobRecord, e: JobRegistered) -> JobRecord:
         return r
     kept = r.outputs if e.kept is None else e.kept
     previous = (*r.previous, PreviousRun(r.fingerprint, kept)) if kept else r.previous
-    return _new_round(r, e.t, fingerprint=e.fingerprint, previous=previous)
+    model = e.model if e.model is not None else r.model
+    return _new_round(r, e.t, fingerprint=e.fingerprint, previous=previous, model=model)
 
 
 def _reset(r: JobRecord, e: JobReset) -> JobRecord:
@@ -279,7 +283,7 @@ def _task_done(r: JobRecord, e: TaskDone) -> JobRecord:
 def _saved_one(r: JobRecord, e: OutputSaved) -> JobRecord:
     _require(r, e, JobStatus.DOWNLOADING)
     kept = tuple(o for o in r.outputs if o.name != e.name)
-    saved = SavedOutput(e.name, e.path, e.size, e.sha256)
+    saved = SavedOutput(e.name, e.path, e.size, e.sha256, e.content_type, e.kind)
     return replace(r, outputs=(*kept, saved), updated_at=e.t)
 
 
@@ -345,7 +349,7 @@ def apply(record: JobRecord | None, event: JobEvent) -> JobRecord:
         if isinstance(event, JobRegistered):
             return JobRecord(
                 job_id=event.job, status=JobStatus.PENDING, fingerprint=event.fingerprint,
-                created_at=event.t, updated_at=event.t,
+                created_at=event.t, updated_at=event.t, model=event.model,
             )  # fmt: skip
         raise TransitionError(f"{event.TYPE} for unregistered job {event.job!r}")
     if record.status in TERMINAL and not isinstance(event, RESETS + ANNOTATIONS):

@@ -1,22 +1,30 @@
 """The per-job half of manifest loading: check each job, then expand, name and fingerprint.
 
-Split from :mod:`batch_runner.manifest` (which reads the file, the top level, ``defaults``,
-``matrix`` and the data files) because this is the hot path: it runs once per job, 100,000
-times for a large batch, so it avoids per-job work that can be done once (key sets, compiled
-validators, path and image caches).
+Split from :mod:`batch_runner.manifest.loader` (which reads the file, the top level,
+``defaults``, ``models``, ``matrix`` and the data files) because this is the hot path: it
+runs once per job, 100,000 times for a large batch, so it avoids per-job work that can be
+done once (key sets, compiled validators, path and file caches).
+
+A job's inputs come from layers, each overriding the one before: ``defaults``, the
+manifest's block for the job's model (``models: {M: {...}}``), the job's own keys, and the
+job's own block for its model. A job on several models (a matrix over ``model``) is checked
+once per model.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .job import (
+    FileInput,
+    FileRef,
     Job,
+    canonical_json,
     content_hash,
     derive_job_id,
     fingerprint,
@@ -25,10 +33,15 @@ from .job import (
     normalise_value,
 )
 from .schemacheck import Checker, kind, problem, show, suggest, unknown_key_message
-from .sources import ImageInfo, RawJob, inspect_image
+from .sources import ImageInfo, MediaInfo, RawJob, inspect_image, inspect_media
+from .spec import FileSpec, ModelSpec, file_entries, is_url, wire_urls
 
 #: Most issues listed in one ManifestError; the rest are counted.
 MAX_ISSUES = 50
+#: Keys of a job that are not model inputs.
+JOB_KEYS = ("id", "image")
+#: Keys of a job that choose models, accepted everywhere but not listed as inputs.
+MODEL_KEYS = ("model", "models")
 
 
 class Issues:
@@ -41,12 +54,20 @@ class Issues:
         self.items: list[tuple[int, int, int, str, str]] = []
         self.files: dict[str, int] = {}
         self.count = 0
+        self.seen: set[tuple[str, int, str]] = set()
 
     def add(self, file: str, line: int, message: str) -> None:
         self.count += 1
         if len(self.items) < self.KEEP:
             rank = self.files.setdefault(file, len(self.files))
             self.items.append((rank, line, self.count, file, message))
+
+    def once(self, file: str, line: int, message: str) -> None:
+        """Add an issue unless the same one was added already (one per model, not per job)."""
+        key = (file, line, message)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.add(file, line, message)
 
     def formatted(self) -> list[str]:
         shown = [f"{file}:{line}: {msg}" for _r, line, _n, file, msg in sorted(self.items)]
@@ -56,42 +77,9 @@ class Issues:
 
 
 @dataclass(slots=True)
-class ModelSpec:
-    """A model's input schema, compiled once per load.
-
-    ``separable`` means the schema only constrains fields one by one, so a job whose fields
-    were each checked needs no further check per matrix combination.
-    """
-
-    name: str
-    properties: list[str]
-    required: tuple[str, ...]
-    image_input: str | None
-    checker: Checker
-    separable: bool
-    bounds: dict[str, tuple[float | None, float | None]]
-
-    def input_problems(self, inputs: Mapping[str, Any]) -> list[tuple[str | None, str]]:
-        """(field, message) for each field of ``inputs`` the schema refuses, one per field."""
-        found: dict[str | None, str] = {}
-        for error in self.checker.errors(inputs):
-            path = list(error.absolute_path)
-            name = str(path[0]) if path else None
-            if error.validator in ("required", "additionalProperties") and name is None:
-                continue  # reported by the callers, which know which keys are whose
-            found.setdefault(name, problem(error))
-        for name, (low, high) in self.bounds.items():
-            value = inputs.get(name)
-            if isinstance(value, str) and value.lstrip("-").isdigit() and name not in found:
-                number = int(value)
-                if (low is not None and number < low) or (high is not None and number > high):
-                    found[name] = f"{show(value)} is out of range: expected {low} to {high}"
-        return list(found.items())
-
-
-@dataclass(slots=True)
 class Axis:
-    """One matrix input: its name, line, and values as written and as the API's strings."""
+    """One matrix input: its name, line, and values as written and as the API's strings
+    (for ``model``: the model, and the short form its ids use)."""
 
     name: str
     line: int
@@ -99,12 +87,13 @@ class Axis:
 
 
 class Files:
-    """Paths relative to the manifest's folder, and local image checks, each done once."""
+    """Paths relative to the manifest's folder, and local file checks, each done once."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.paths: dict[str, Path] = {}
         self.images: dict[Path, ImageInfo | str] = {}
+        self.media: dict[tuple[Path, str | None], MediaInfo | str] = {}
 
     def resolve(self, name: str) -> Path:
         """Absolute, ``~`` expanded; cached because 100,000 rows share few names."""
@@ -115,38 +104,103 @@ class Files:
         return found
 
     def image(self, path: Path) -> ImageInfo | str:
-        """The image's checks and hash, or why it cannot be used."""
+        """The image's checks and hash (PixVerse's rules), or why it cannot be used."""
         found = self.images.get(path)
         if found is None:
             found = self.images[path] = inspect_image(path)
         return found
 
+    def file(self, path: Path, accepts: str | None) -> MediaInfo | str:
+        """A file input's file, checked (real media by content, size) and hashed."""
+        key = (path, accepts)
+        found = self.media.get(key)
+        if found is None:
+            found = self.media[key] = inspect_media(path, accepts)
+        return found
+
+    def check(self, spec: FileSpec, name: str) -> tuple[Path, str] | str:
+        """(path, sha256) of a local file for ``spec``, or why it cannot be used."""
+        path = self.resolve(name)
+        info = self.image(path) if spec.kind == "url" else self.file(path, spec.accepts)
+        return info if isinstance(info, str) else (path, info.sha256)
+
+
+@dataclass(slots=True)
+class Layer:
+    """Values one part of the manifest gives a job (``defaults``, a ``models`` block, the
+    job itself, the job's own block). ``where`` is the prefix of the messages about them, or
+    None when they were checked (and reported) where they were written."""
+
+    values: Mapping[str, Any]
+    line_of: Callable[[str], int]
+    file: str
+    where: str | None
+    prefix: str = ""
+
 
 @dataclass(slots=True)
 class JobContext:
-    """What every job of a manifest shares: model, defaults, matrix, caches, issues."""
+    """What every job of a manifest shares: models, defaults, blocks, matrix, caches, issues."""
 
-    spec: ModelSpec
+    specs: dict[str, ModelSpec]
+    default_model: str
     issues: Issues
     files: Files
     job_checker: Checker
-    defaults_raw: dict[str, Any] = field(default_factory=dict)
-    defaults_image: tuple[Path, ImageInfo] | None = None
-    defaults_has_image: bool = False
+    defaults: Layer | None = None
+    blocks: dict[str, Layer] = field(default_factory=dict)
     axes: list[Axis] = field(default_factory=list)
+    model_axis: Axis | None = None
+    manifest_file: str = ""
+
+    @property
+    def spec(self) -> ModelSpec:
+        """The default model's spec (single-model manifests)."""
+        return self.specs[self.default_model]
+
+
+@dataclass(slots=True)
+class _SpecPlan:
+    """What every job on one model shares, worked out once (the hot path runs per job)."""
+
+    taken: frozenset[str]
+    static: list[Layer]  # defaults and the model's block, filtered to its inputs
+    files: list[tuple[str, FileSpec, tuple[str, ...]]]  # file input, its spec, its keys
+    trigger: frozenset[str]  # every key that sets some file input
+    required: list[tuple[str, tuple[str, ...]]]  # required input and the keys that set it
+    others: frozenset[str]  # inputs of the manifest's other models that this one lacks
 
 
 @dataclass(slots=True)
 class _Partial:
-    """A base job that passed its checks, before matrix expansion."""
+    """A base job checked on one model, before matrix expansion."""
 
-    raw: RawJob
+    spec: ModelSpec
     label: str
-    base_id: str
     merged_raw: dict[str, Any]  # kept only when the model's rules span several fields
     inputs: dict[str, str]
     image: Path | None
     image_sha256: str | None
+    files: tuple[FileInput, ...]
+    tokens: dict[str, list[str]] | None  # None: no file input holds local files
+    counts: dict[str, int] | None  # files per file input; None: none
+    spec_key: str = ""  # the model as the manifest writes it
+
+
+@dataclass(slots=True)
+class _Base:
+    """A base job that passed its checks: its id and its version per model."""
+
+    raw: RawJob
+    label: str
+    base_id: str
+    #: the job on its one model, or by model for a job on several (a matrix over model)
+    parts: _Partial | dict[str, _Partial]
+
+    def part(self, model: str | None) -> _Partial | None:
+        if isinstance(self.parts, _Partial):
+            return self.parts if model is None or model == self.parts.spec_key else None
+        return self.parts.get(model) if model else next(iter(self.parts.values()))
 
 
 class JobBuilder:
@@ -154,21 +208,37 @@ class JobBuilder:
 
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
-        self.spec = ctx.spec
-        self.properties = frozenset(ctx.spec.properties)
-        self.known_ordered = [*ctx.spec.properties, "id", "image"]
-        self.known = frozenset(self.known_ordered)
+        union: dict[str, None] = {}
+        for spec in ctx.specs.values():
+            union.update(dict.fromkeys(spec.properties))
+        self.inputs_union = frozenset(union)
+        self.known_ordered = [*union, *JOB_KEYS]
+        self.known = frozenset([*self.known_ordered, *MODEL_KEYS])
         self.axis_lines = {axis.name: axis.line for axis in ctx.axes}
+        if ctx.model_axis is not None:
+            self.axis_lines["model"] = ctx.model_axis.line
         self.explicit_ids: dict[str, tuple[str, RawJob]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
-        self.partials: list[_Partial] = []
+        self.file_reported: set[str] = set()
+        self.plans: dict[str, _SpecPlan] = {}
+        self.bases: list[_Base] = []
         self.ordinal = 0
 
     def issue(self, raw: RawJob, line: int, message: str) -> None:
         self.ctx.issues.add(raw.file, line, message)
 
     # -- one job ---------------------------------------------------------------------------
+
+    def models_of(self, raw: RawJob) -> list[str]:
+        """The models a job runs on: the matrix's, its own, else the manifest's."""
+        axis = self.ctx.model_axis
+        if axis is not None:
+            return [model for model, _label in axis.values]
+        own = raw.data.get("model")
+        if isinstance(own, str):
+            return [own] if own in self.ctx.specs else []  # an unknown one was reported
+        return [self.ctx.default_model] if self.ctx.default_model in self.ctx.specs else []
 
     def check(self, raw: RawJob) -> None:
         """Validate one base job, recording issues; keep it for :meth:`expand` if valid."""
@@ -181,56 +251,363 @@ class JobBuilder:
             return
         self.misspelt.clear()
         label = self.check_structure(raw)
-        spec = self.spec
-        own = {k: v for k, v in data.items() if k in self.properties}
-        image = self.job_image(raw, label, own)
-        merged = dict(self.ctx.defaults_raw)
-        if image is not None and spec.image_input is not None:
-            merged.pop(spec.image_input, None)
-        merged.update(own)
+        models = self.models_of(raw)
+        parts: dict[str, _Partial] = {}
+        for model in models:
+            spec = self.ctx.specs[model]
+            where = f"{label} on {model}" if len(models) > 1 else label
+            part = self.check_on(raw, label, where, spec, model)
+            if part is not None:
+                parts[model] = part
+        if self.ctx.issues.count == before and parts:
+            base_id = self.base_id(raw, parts)
+            only = next(iter(parts.values())) if len(parts) == 1 else None
+            self.bases.append(_Base(raw, label, base_id, only or parts))
+
+    def plan_for(self, spec: ModelSpec, model: str) -> _SpecPlan:
+        """The per-model facts every job on ``model`` needs (computed on first use)."""
+        found = self.plans.get(model)
+        if found is not None:
+            return found
+        ctx = self.ctx
+        taken = frozenset((*spec.properties, "image"))
+        static: list[Layer] = []
+        if ctx.defaults is not None:
+            values = {k: v for k, v in ctx.defaults.values.items() if k in taken}
+            static.append(Layer(values, ctx.defaults.line_of, ctx.defaults.file, None))
+        block = ctx.blocks.get(model)
+        if block is not None:
+            prefix = f"models.{model}."
+            static.append(Layer(block.values, block.line_of, block.file, None, prefix))
+        image_spec = spec.image_spec
+        specs = {fs.name: fs for fs in spec.files.values()}
+        if image_spec is not None:
+            specs.setdefault(image_spec.name, image_spec)
+        files = []
+        for name, fs in specs.items():
+            keys = (name, "image") if fs.kind == "url" else spec.file_keys(name)
+            if fs.kind != "url" and image_spec is not None and image_spec.name == name:
+                keys = (*keys, "image")
+            files.append((name, fs, keys))
+        required = [(name, (name, *spec.file_keys(name))) for name in spec.required]
+        found = self.plans[model] = _SpecPlan(
+            taken=taken,
+            static=static,
+            files=files,
+            trigger=frozenset(k for _n, _f, keys in files for k in keys),
+            required=required,
+            others=self.inputs_union - frozenset(spec.properties),
+        )
+        return found
+
+    def layers(self, raw: RawJob, where: str, spec: ModelSpec, model: str) -> list[Layer]:
+        """The job's values on ``model`` (as the manifest writes it), lowest first."""
+        data = raw.data
+        plan = self.plan_for(spec, model)
+        taken = plan.taken
+        found = list(plan.static)
+        own = {k: v for k, v in data.items() if k in taken}
+        found.append(Layer(own, raw.line_of, raw.file, where))
+        job_blocks = data.get("models")
+        mine = job_blocks.get(model) if isinstance(job_blocks, dict) else None
+        if isinstance(mine, dict):
+            lines = getattr(mine, "key_lines", {})
+            default = raw.line_of("models")
+            prefix = f"models.{model}."
+            found.append(Layer(mine, lambda k: lines.get(k, default), raw.file, where, prefix))
+        return found
+
+    def check_on(
+        self, raw: RawJob, label: str, where: str, spec: ModelSpec, model: str
+    ) -> _Partial | None:
+        """Check one job on one model; None when it has problems there (reported)."""
+        layers = self.layers(raw, where, spec, model)
+        plan = self.plans[model]
+        if (plan.others and not plan.others.isdisjoint(raw.data)) or (
+            "image" in raw.data and spec.image_input is None
+        ):
+            self.check_not_taken(raw, where, spec)
+        mine = layers[-1] if layers[-1].where is not None and layers[-1].prefix else None
+        self.check_block(raw, spec, mine)
+        self.check_job_blocks(raw, label)
+        merged: dict[str, Any] = {}
+        origin: dict[str, Layer] = {}
+        rank: dict[str, int] = {}
+        for number, layer in enumerate(layers):
+            for key, value in layer.values.items():
+                merged[key], origin[key], rank[key] = value, layer, number
+        before = self.ctx.issues.count
+        files, attempted = self.resolve_files(raw, plan, merged, origin, rank)
+        merged.pop("image", None)
         for name, message in spec.input_problems(merged):
+            found = origin.get(name or "")
+            if name in self.file_reported:
+                continue  # said more precisely by the file checks
             if name is None:
-                self.issue(raw, raw.line, f"{label}: {message}")
-            elif name in own:  # values from defaults were reported there
-                self.issue(raw, raw.line_of(name), f"{label} field '{name}': {message}")
-        has_image = image is not None or "image" in data or self.ctx.defaults_has_image
-        self.check_required(raw, label, merged, has_image)
-        if self.ctx.issues.count == before:
-            self.partials.append(self.resolve(raw, label, own, merged, image))
+                self.issue(raw, raw.line, f"{where}: {message}")
+            elif found is not None and found.where is not None:  # others: reported there
+                line = found.line_of(name)
+                self.issue(raw, line, f"{where} field '{found.prefix}{name}': {message}")
+        self.check_required(raw, where, spec, plan, merged, attempted)
+        if self.ctx.issues.count != before or files is None:
+            return None
+        return self.resolve(spec, model, label, merged, files)
+
+    def check_not_taken(self, raw: RawJob, where: str, spec: ModelSpec) -> None:
+        """Inputs of another model of the manifest that this job's model does not take."""
+        for key in raw.data:
+            if key in self.inputs_union and key not in spec.properties:
+                self.issue(raw, raw.line_of(key), self.not_taken(where, spec, key))
+            elif key == "image" and spec.image_input is None:
+                self.issue(
+                    raw, raw.line_of(key), f"{where}: model {spec.name} takes no image input"
+                )
+
+    @staticmethod
+    def not_taken(where: str, spec: ModelSpec, key: str) -> str:
+        hint = suggest(key, spec.properties)
+        close = f" (did you mean {show(hint)}?)" if hint else ""
+        return (
+            f"{where}: {spec.name} takes no input {show(key)}{close}; inputs for one model "
+            "only go in a per-model block ('models:')"
+        )
+
+    def check_block(self, raw: RawJob, spec: ModelSpec, layer: Layer | None) -> None:
+        """Unknown keys in the job's own block for this model."""
+        if layer is None:
+            return
+        for key in layer.values:
+            if key not in (*spec.properties, "image"):
+                message = unknown_key_message(key, [*spec.properties, "image"], "input")
+                block = layer.prefix.rstrip(".")
+                self.issue(raw, layer.line_of(key), f"{layer.where} in '{block}': {message}")
+
+    def check_job_blocks(self, raw: RawJob, label: str) -> None:
+        """A job's ``models`` block may only name models the job runs on."""
+        blocks = raw.data.get("models")
+        if not isinstance(blocks, dict):
+            return
+        mine = self.models_of(raw)
+        for model in blocks:
+            if model not in mine:
+                used = ", ".join(mine) or "none"
+                self.ctx.issues.once(
+                    raw.file,
+                    raw.line_of("models"),
+                    f"{label}: 'models' has a block for {show(model)}, which this job does not "
+                    f"run on (it runs on {used})",
+                )
+
+    # -- files -----------------------------------------------------------------------------
+
+    def resolve_files(
+        self,
+        raw: RawJob,
+        plan: _SpecPlan,
+        merged: dict[str, Any],
+        origin: dict[str, Layer],
+        rank: dict[str, int],
+    ) -> tuple[list[tuple[FileSpec, list[FileRef]]] | None, set[str]]:
+        """Each file input the job sets (with ``image``), as files in order (None when a
+        problem was reported), and the names of the file inputs it tried to set. Keys of
+        lower layers that a higher one overrides are dropped from ``merged``."""
+        found: list[tuple[FileSpec, list[FileRef]]] = []
+        attempted: set[str] = set()
+        if self.file_reported:
+            self.file_reported.clear()
+        if plan.trigger.isdisjoint(merged):
+            return found, attempted
+        ok = True
+        for name, fs, candidates in plan.files:
+            keys = [k for k in candidates if k in merged]
+            if not keys:
+                continue
+            attempted.add(name)
+            top = max(keys, key=lambda k: rank[k])
+            same = [k for k in keys if rank[k] == rank[top]]
+            for key in keys:
+                if key not in same:
+                    merged.pop(key, None)  # overridden by a later layer
+            layer = origin[top]
+            if len(same) > 1:
+                ok = False
+                if layer.where is not None:
+                    keys_text = "' or '".join(sorted(same, key=lambda k: k != "image"))
+                    self.issue(raw, layer.line_of(same[-1]),
+                               f"{layer.where}: set either '{keys_text}', not both")  # fmt: skip
+                continue
+            if top in self.axis_lines and top != "image":
+                continue  # the matrix sets it (conflicts were reported)
+            if fs.kind == "url" and top != "image":
+                continue  # a plain URL input set by its own name
+            refs = self.refs_for(raw, fs, top, merged[top], layer)
+            if refs is None:
+                ok = False
+                continue
+            found.append((fs, refs))
+        return (found if ok else None), attempted
+
+    def refs_for(
+        self, raw: RawJob, fs: FileSpec, key: str, value: Any, layer: Layer
+    ) -> list[FileRef] | None:
+        """The files ``value`` names, each checked; None when one is refused (reported)."""
+        shown = f"{layer.prefix}{key}"
+        where = layer.where
+        if key == "image":
+            if not isinstance(value, str) or not value:
+                return None  # the job schema (or the loader) reported it
+            if key in self.axis_lines or fs.name in self.axis_lines or fs.send in self.axis_lines:
+                if where is not None:
+                    text = f"{where}: 'image' conflicts with the matrix over '{fs.send}'"
+                    self.issue(raw, layer.line_of(key), text)
+                return None
+            entries: list[str] = [value]
+        else:
+            entries, why = file_entries(fs, key, value)
+            if why is not None:
+                self.file_reported.add(key)
+                if where is not None:
+                    self.issue(raw, layer.line_of(key), f"{where} field '{shown}': {why}")
+                return None
+        refs: list[FileRef] = []
+        for entry in entries:
+            if is_url(entry) and key != "image":
+                refs.append(FileRef(url=entry))
+                continue
+            checked = self.ctx.files.check(fs, entry)
+            if isinstance(checked, str):
+                if where is not None:
+                    self.issue(raw, layer.line_of(key), f"{where} field '{shown}': {checked}")
+                else:  # defaults or a models block: said once, where it was written
+                    what = layer.prefix.rstrip(".") or "defaults"
+                    text = f"{what} field '{key}': {checked}"
+                    self.ctx.issues.once(layer.file, layer.line_of(key), text)
+                return None
+            refs.append(FileRef(path=checked[0], sha256=checked[1]))
+        return refs
+
+    def check_required(
+        self,
+        raw: RawJob,
+        where: str,
+        spec: ModelSpec,
+        plan: _SpecPlan,
+        merged: dict[str, Any],
+        attempted: set[str],
+    ) -> None:
+        for name, keys in plan.required:
+            if any(k in merged or k in self.axis_lines for k in keys) or name in attempted:
+                continue
+            if name in self.misspelt:
+                continue  # already reported as a misspelling ("did you mean")
+            hint = ""
+            if name == spec.image_input:
+                if "image" in raw.data or self.image_elsewhere(spec):
+                    continue
+                hint = " (or 'image' for a local file)"
+            self.issue(
+                raw,
+                raw.line,
+                f"{where}: missing required input '{name}'{hint}; set it in the job or in "
+                "'defaults'",
+            )
+
+    def image_elsewhere(self, spec: ModelSpec) -> bool:
+        """An ``image`` in defaults or the model's block (a bad one was reported there)."""
+        ctx = self.ctx
+        block = ctx.blocks.get(spec.name)
+        return (ctx.defaults is not None and "image" in ctx.defaults.values) or (
+            block is not None and "image" in block.values
+        )
+
+    # -- a valid job -------------------------------------------------------------------------
 
     def resolve(
         self,
-        raw: RawJob,
+        spec: ModelSpec,
+        model: str,
         label: str,
-        own: dict[str, Any],
         merged: dict[str, Any],
-        image: tuple[Path, ImageInfo] | None,
+        files: list[tuple[FileSpec, list[FileRef]]],
     ) -> _Partial:
-        """A valid job's inputs as the API's strings, and its base id."""
-        spec = self.spec
-        inputs = {k: normalise_value(v) for k, v in merged.items()}
-        if image is not None and spec.image_input is not None:
-            inputs[spec.image_input] = ""  # filled with the uploaded file's URL at run time
-        path, info = image if image is not None else (None, None)
-        image_sha256 = info.sha256 if info is not None else None
-        base_id = raw.data.get("id")
-        if not isinstance(base_id, str):
-            base_id = self.derived_id({k: inputs[k] for k in own}, image_sha256)
+        """A valid job's inputs as the API's strings, under the names they are sent as."""
+        file_keys = spec.files
+        inputs = {k: spec.normalise(k, v) for k, v in merged.items() if k not in file_keys}
+        image = image_sha256 = None
+        inputs_files: list[FileInput] = []
+        tokens: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
+        for fs, refs in files:
+            counts[fs.name] = len(refs)
+            local = [r for r in refs if r.path is not None]
+            if not local:
+                inputs[fs.send] = wire_urls(fs, [str(r.url) for r in refs])
+                continue
+            inputs[fs.send] = ""  # filled with the uploaded files' URLs at run time
+            inputs_files.append(FileInput(fs.name, fs.send, fs.kind, tuple(refs)))
+            if fs.name == spec.image_input:
+                image = local[0].path  # the job's input image, for reports
+            if fs.kind == "url":
+                image_sha256 = local[0].sha256
+            else:
+                tokens[fs.send] = [r.token for r in refs]
         return _Partial(
-            raw=raw,
+            spec=spec,
             label=label,
-            base_id=base_id,
             merged_raw={} if spec.separable else merged,
             inputs=inputs,
-            image=path,
+            image=image,
             image_sha256=image_sha256,
+            files=tuple(inputs_files),
+            tokens=tokens or None,
+            counts=counts or None,
+            spec_key=model,
         )
 
-    def derived_id(self, own: dict[str, str], image_sha256: str | None) -> str:
-        """The id of a job without one, from its own content; repeats get -2, -3, ..."""
+    def base_id(self, raw: RawJob, parts: dict[str, _Partial]) -> str:
+        """The job's own id, else one derived from its own content (the same on every model
+        it runs on); repeats get -2, -3, ..."""
+        given = raw.data.get("id")
+        if isinstance(given, str):
+            return given
+        own: dict[str, str] = {}
+        image_sha256 = None
+        first = next(iter(parts.values()))
+        local = {f.name: f for f in first.files}
+        for key, value in raw.data.items():
+            fs = first.spec.files.get(key)
+            if key in JOB_KEYS:
+                continue
+            if key == "models":
+                own[key] = canonical_json(value).decode("utf-8")
+            elif fs is not None and fs.name in local:  # local files count by their content
+                own[key] = ",".join(ref.token for ref in local[fs.name].refs)
+            else:
+                own[key] = normalise_value(value)
+        if "image" in raw.data:
+            image_spec = first.spec.image_spec
+            if image_spec is not None and image_spec.kind != "url" and image_spec.name in local:
+                # the same job as one that names the input itself (``inputImage: a.png``)
+                tokens = ",".join(ref.token for ref in local[image_spec.name].refs)
+                own[image_spec.name] = tokens
+            else:
+                image_sha256 = self.image_sha(raw.data["image"], first)
         own_hash = content_hash(own, image_sha256)
         count = self.occurrences[own_hash] = self.occurrences.get(own_hash, 0) + 1
         return derive_job_id(own.get("prompt"), own_hash, count)
+
+    def image_sha(self, value: Any, part: _Partial) -> str | None:
+        if part.image_sha256 is not None:
+            return part.image_sha256
+        if isinstance(value, str):
+            path = self.ctx.files.resolve(value)
+            for f in part.files:
+                for ref in f.refs:
+                    if ref.path == path:
+                        return ref.sha256
+        return None
+
+    # -- structure -----------------------------------------------------------------------------
 
     def check_structure(self, raw: RawJob) -> str:
         """Check id, image and unknown keys; return the job's label for messages."""
@@ -249,7 +626,7 @@ class JobBuilder:
             if name == "id" and isinstance(job_id, str):
                 message = f"{show(job_id)} {reason or message}"
             id_reported = id_reported or name == "id"
-            where = f"{label} field '{name}'" if name else label
+            where = f"{label} field '{'.'.join(str(p) for p in path)}'" if name else label
             self.issue(raw, raw.line_of(name) if name else raw.line, f"{where}: {message}")
         if reason is not None and not id_reported:
             self.issue(raw, raw.line_of("id"), f"{label} field 'id': {show(job_id)} {reason}")
@@ -263,7 +640,7 @@ class JobBuilder:
         """Unknown keys (with a "did you mean"), and keys the matrix also sets."""
         for key in raw.data:
             if key not in self.known:
-                message = unknown_key_message(key, self.known_ordered, "input")
+                message = unknown_key_message(key, self.known_ordered, "input", MODEL_KEYS)
                 self.issue(raw, raw.line_of(key), f"{label}: {message}")
                 self.misspelt.add(suggest(key, self.known_ordered) or "")
             elif key in self.axis_lines:
@@ -286,102 +663,100 @@ class JobBuilder:
         message = f"{label}: duplicate id {show(job_id)}, already used at {where}{case}"
         self.issue(raw, raw.line_of("id"), message)
 
-    def job_image(
-        self, raw: RawJob, label: str, own: dict[str, Any]
-    ) -> tuple[Path, ImageInfo] | None:
-        """The job's local image (its own, else the defaults'), checked; None for none."""
-        spec = self.spec
-        image = raw.data.get("image")
-        url_key = spec.image_input
-        if image is None:
-            if url_key is not None and url_key in own:
-                return None
-            return self.ctx.defaults_image
-        line = raw.line_of("image")
-        problem_text = None
-        if not isinstance(image, str) or not image:
-            return None  # the job schema reported it
-        if url_key is None:
-            problem_text = f"model {spec.name} takes no image input"
-        elif url_key in own:
-            problem_text = f"set either 'image' or '{url_key}', not both"
-        elif url_key in self.axis_lines:
-            problem_text = f"'image' conflicts with the matrix over '{url_key}'"
-        if problem_text is not None:
-            self.issue(raw, line, f"{label}: {problem_text}")
-            return None
-        path = self.ctx.files.resolve(image)
-        info = self.ctx.files.image(path)
-        if isinstance(info, str):
-            self.issue(raw, line, f"{label} field 'image': {info}")
-            return None
-        return path, info
-
-    def check_required(
-        self, raw: RawJob, label: str, merged: dict[str, Any], has_image: bool
-    ) -> None:
-        spec = self.spec
-        for name in spec.required:
-            if name in merged or name in self.axis_lines or name in self.misspelt:
-                continue  # present, or already reported as a misspelling ("did you mean")
-            hint = ""
-            if name == spec.image_input:
-                if has_image:
-                    continue
-                hint = " (or 'image' for a local file)"
-            self.issue(
-                raw,
-                raw.line,
-                f"{label}: missing required input '{name}'{hint}; set it in the job or in "
-                "'defaults'",
-            )
-
     # -- expansion, ids, fingerprints ----------------------------------------------------------
 
-    def combinations(self) -> list[tuple[list[tuple[str, str]], dict[str, Any], dict[str, str]]]:
-        """Every matrix combination as (name, value) pairs, raw values, string values."""
-        names = [axis.name for axis in self.ctx.axes]
+    def combinations(self) -> list[tuple[str | None, list[tuple[str, str]], dict[str, Any]]]:
+        """Every matrix combination: its model (None: the job's own), the (name, value)
+        pairs its id shows, and its raw input values by name."""
+        axes = list(self.ctx.axes)
+        model_axis = self.ctx.model_axis
+        if model_axis is not None:
+            axes.insert(self.model_position(), model_axis)
         result = []
-        for combo in itertools.product(*(axis.values for axis in self.ctx.axes)):
-            pairs = [(name, norm) for name, (_raw, norm) in zip(names, combo, strict=True)]
-            raw_values = {name: raw for name, (raw, _norm) in zip(names, combo, strict=True)}
-            result.append((pairs, raw_values, dict(pairs)))
+        for combo in itertools.product(*(axis.values for axis in axes)):
+            model = None
+            pairs: list[tuple[str, str]] = []
+            raw_values: dict[str, Any] = {}
+            for axis, (raw, norm) in zip(axes, combo, strict=True):
+                if axis is model_axis:
+                    model = raw
+                else:
+                    raw_values[axis.name] = raw
+                pairs.append((axis.name, norm))
+            result.append((model, pairs, raw_values))
         return result
+
+    def model_position(self) -> int:
+        """Where the model axis sits among the others (the matrix's own order)."""
+        model_line = self.ctx.model_axis.line if self.ctx.model_axis else 0
+        return sum(1 for axis in self.ctx.axes if axis.line < model_line)
 
     def expand(self) -> list[Job]:
         """Every valid base job times every matrix combination, with ids and fingerprints."""
-        spec = self.spec
         combos = self.combinations()
         jobs: list[Job] = []
         owners: list[int] = []
-        model = spec.name
-        for number, part in enumerate(self.partials):
-            source = f"{part.raw.rel}:{part.raw.line}"
-            for pairs, raw_values, norm_values in combos:
-                if pairs and not spec.separable:
-                    self.check_combination(part, raw_values)
-                inputs = {**part.inputs, **norm_values} if pairs else part.inputs
-                job_id = matrix_job_id(part.base_id, pairs) if pairs else part.base_id
-                jobs.append(
-                    Job(
-                        id=job_id,
-                        index=len(jobs),
-                        inputs=inputs,
-                        image=part.image,
-                        fingerprint=fingerprint(model, inputs, part.image_sha256),
-                        source=source,
-                    )
-                )
+        for number, base in enumerate(self.bases):
+            source = f"{base.raw.rel}:{base.raw.line}"
+            for model, pairs, raw_values in combos:
+                part = base.part(model)
+                if part is None:
+                    continue
+                jobs.append(self.job(part, base, pairs, raw_values, len(jobs), source))
                 owners.append(number)
         self.check_unique_ids(jobs, owners)
         return jobs
 
-    def check_combination(self, part: _Partial, raw_values: dict[str, Any]) -> None:
+    def job(
+        self,
+        part: _Partial,
+        base: _Base,
+        pairs: list[tuple[str, str]],
+        raw_values: dict[str, Any],
+        index: int,
+        source: str,
+    ) -> Job:
+        spec = part.spec
+        inputs, counts = part.inputs, part.counts or {}
+        if raw_values:
+            if not spec.separable:
+                self.check_combination(part, base.raw, raw_values)
+            inputs = dict(inputs)
+            counts = dict(counts)
+            for name, value in raw_values.items():
+                fs = spec.files.get(name)
+                if fs is None:
+                    inputs[name] = spec.normalise(name, value)
+                else:
+                    entries, _why = file_entries(fs, name, value)
+                    inputs[fs.send] = wire_urls(fs, entries)
+                    counts[fs.name] = len(entries)
+        job_id = matrix_job_id(base.base_id, pairs) if pairs else base.base_id
+        group = job_id
+        if self.ctx.model_axis is not None:
+            rest = [(name, value) for name, value in pairs if name != "model"]
+            group = matrix_job_id(base.base_id, rest) if rest else base.base_id
+        definition = spec.definition
+        estimate = definition.prices.estimate(inputs, counts).usd if definition else None
+        return Job(
+            id=job_id,
+            index=index,
+            inputs=inputs,
+            image=part.image,
+            fingerprint=fingerprint(spec.name, inputs, part.image_sha256, part.tokens),
+            source=source,
+            model=spec.name,
+            files=part.files,
+            estimate=estimate,
+            group=group,
+        )
+
+    def check_combination(self, part: _Partial, raw: RawJob, raw_values: dict[str, Any]) -> None:
         """Cross-field rules of a non-separable model schema, per matrix combination."""
-        for name, message in self.spec.input_problems({**part.merged_raw, **raw_values}):
+        for name, message in part.spec.input_problems({**part.merged_raw, **raw_values}):
             if name is None:
                 text = f"{part.label} with {raw_values}: {message}"
-                self.issue(part.raw, part.raw.line, text)
+                self.issue(raw, raw.line, text)
 
     def check_unique_ids(self, jobs: list[Job], owners: list[int]) -> None:
         """Generated ids must not meet another job's id, letter case aside."""
@@ -393,7 +768,7 @@ class JobBuilder:
             if first == position or pair in reported:
                 continue
             reported.add(pair)
-            part, other = self.partials[owners[position]], self.partials[owners[first]]
+            part, other = self.bases[owners[position]], self.bases[owners[first]]
             case = ""
             if jobs[first].id != job.id:
                 case = " (ids that differ only in letter case name the same file)"

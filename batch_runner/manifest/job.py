@@ -20,6 +20,9 @@ import orjson
 
 from ..ledger.layout import RESERVED_IDS
 
+#: The model of a manifest that names none (the model this project started from).
+DEFAULT_MODEL = "PixVerse/image-to-video-v5"
+
 #: A job id: 1-128 characters from [A-Za-z0-9._-], starting with a letter or digit, not
 #: ending with '.', no '..'. Kept identical to ``$defs.job_id`` in manifest.schema.json
 #: (a test checks it).
@@ -38,13 +41,53 @@ HASH_CHARS = 12
 
 
 @dataclass(frozen=True, slots=True)
+class FileRef:
+    """One file of a file input: a local file to upload (``path``, with the ``sha256`` of
+    its content when the manifest was read), or a URL as given."""
+
+    path: Path | None = None
+    sha256: str | None = None
+    url: str | None = None
+
+    @property
+    def token(self) -> str:
+        """What the file contributes to a fingerprint: its content hash, or its URL."""
+        return f"sha256:{self.sha256}" if self.path is not None else str(self.url)
+
+
+@dataclass(frozen=True, slots=True)
+class FileInput:
+    """A model input that holds local files, uploaded before the job is submitted.
+
+    ``name`` is the model's input, ``send`` the field the URLs go in, ``kind`` how:
+    ``file`` (one URL), ``files`` (comma-separated URLs), ``combine`` (a JSON list) or
+    ``url`` (a plain URL input such as PixVerse's ``inputImageUrl``, filled from ``image``).
+    ``refs`` keeps the order written; URLs among them are sent as given.
+    """
+
+    name: str
+    send: str
+    kind: str
+    refs: tuple[FileRef, ...]
+
+    @property
+    def local(self) -> tuple[FileRef, ...]:
+        return tuple(ref for ref in self.refs if ref.path is not None)
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One job of a manifest, resolved and ready to submit.
 
     ``inputs`` holds every model input that the job or the manifest's defaults set, as the
-    API's strings; ``inputImageUrl`` is ``""`` when ``image`` (an absolute path to upload
-    first) is set. ``index`` is the 0-based position in the expanded job list; ``source``
-    is ``"file:line"`` where the job was written.
+    API's strings under the names they are sent as; an input filled from local files holds
+    ``""`` until they are uploaded (``files`` lists them; ``image`` is the job's local input
+    image, if any, for reports). ``index`` is the 0-based position in the expanded job list;
+    ``source`` is ``"file:line"`` where the job was written; ``model`` the model it runs on;
+    ``estimate`` its estimated price in USD (None: unknown); ``group`` the id the job would
+    have without a matrix over ``model`` (jobs of one group are the same inputs on different
+    models, for side-by-side reports; the job's own id when there is no such matrix, "" for
+    a Job built by hand).
     """
 
     id: str
@@ -53,6 +96,10 @@ class Job:
     image: Path | None
     fingerprint: str
     source: str
+    model: str = DEFAULT_MODEL
+    files: tuple[FileInput, ...] = field(default=(), hash=False)
+    estimate: float | None = None
+    group: str = ""
 
 
 def id_problem(job_id: str) -> str | None:
@@ -83,14 +130,25 @@ def canonical_json(value: Any) -> bytes:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
 
-def fingerprint(model: str, inputs: Mapping[str, str], image_sha256: str | None) -> str:
+def fingerprint(
+    model: str,
+    inputs: Mapping[str, str],
+    image_sha256: str | None,
+    files: Mapping[str, Sequence[str]] | None = None,
+) -> str:
     """sha256 hex of what the service will be asked to do.
 
-    The local image counts by the sha256 of its content, not by its path, size or mtime:
-    a checkout on another machine (new mtimes, another folder) gives the same fingerprint,
-    and replacing the picture behind an unchanged name changes it.
+    Local files count by the sha256 of their content, not by their path, size or mtime: a
+    checkout on another machine (new mtimes, another folder) gives the same fingerprint, and
+    replacing a picture behind an unchanged name changes it. ``image_sha256`` is the local
+    ``image`` of a model whose image input is a URL field (PixVerse's ``inputImageUrl``);
+    ``files`` maps each other input filled from local files to its files' tokens
+    (:attr:`FileRef.token`, in order). Without ``files`` the payload is the one every
+    earlier version used, so existing ledgers keep their fingerprints.
     """
-    payload = {"model": model, "inputs": dict(inputs), "image_sha256": image_sha256}
+    payload: dict[str, Any] = {"model": model, "inputs": dict(inputs), "image_sha256": image_sha256}
+    if files:
+        payload["files"] = {name: list(tokens) for name, tokens in files.items()}
     return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 

@@ -3,8 +3,10 @@
 Every problem is collected, not just the first: :func:`load_manifest` raises one
 :class:`~batch_runner.errors.ManifestError` whose ``issues`` name the file, line, job and
 field of each (capped at :data:`MAX_ISSUES`, with a count of the rest). Structure comes from
-``schemas/manifest.schema.json``, inputs from ``schemas/models/<owner>/<name>.schema.json``;
-this module adds what a schema cannot say: unique ids, local images, data files, the matrix.
+``schemas/manifest.schema.json``; each model's inputs from its definition, which a
+:class:`~batch_runner.models.resolver.Resolver` finds (beside the manifest, in the user
+cache, in the package, else from the service). This module adds what a schema cannot say:
+unique ids, local files, data files, the matrix, which model each job runs on.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -19,45 +22,55 @@ from typing import Any, NoReturn
 from .._files import gc_paused
 from .._resources import schemas_dir
 from ..errors import ManifestError
-from .builder import MAX_ISSUES, Axis, Files, Issues, JobBuilder, JobContext, ModelSpec
-from .job import Job, normalise_value
+from ..models.definition import ModelDefinition, model_problem
+from ..models.resolver import Resolver
+from .builder import (
+    JOB_KEYS,
+    MAX_ISSUES,
+    MODEL_KEYS,
+    Axis,
+    Files,
+    Issues,
+    JobBuilder,
+    JobContext,
+    Layer,
+)
+from .job import DEFAULT_MODEL, Job, normalise_value
 from .schemacheck import (
     Checker,
     extra_keys,
     kind,
     load_schema,
-    numeric_string_bounds,
     problem,
     show,
     suggest,
     unknown_key_message,
 )
-from .sources import RawJob, decode_utf8, read_csv, read_jsonl
+from .sources import CsvHeader, RawJob, decode_utf8, read_csv, read_jsonl
+from .spec import ModelSpec, is_url, spec_for
 from .yamlsafe import YMap, YSeq, load_yaml
 
 __all__ = [
+    "DEFAULT_MODEL",
     "MAX_ISSUES",
     "MAX_JOBS",
     "Manifest",
     "load_manifest",
-    "model_schema_path",
     "supported_models",
 ]
 
-#: The model of a manifest that names none (the model this project started from).
-DEFAULT_MODEL = "PixVerse/image-to-video-v5"
 #: Most jobs one manifest may expand to (inline + data files, times the matrix).
 MAX_JOBS = 1_000_000
-
-_SEPARABLE_KEYWORDS = frozenset(
-    {"$schema", "$id", "$comment", "$defs", "title", "description", "type", "properties"}
-    | {"additionalProperties", "required"}
-)
 
 
 @dataclass(frozen=True)
 class Manifest:
-    """A valid manifest: its absolute path, model, expanded jobs and run settings."""
+    """A valid manifest: its absolute path, model, expanded jobs and run settings.
+
+    ``model`` is the manifest's own model (its ``model:``, else the default); each job says
+    its own (``Job.model``), ``models`` lists every model the jobs use, in order of first
+    use, and ``definitions`` holds their definitions.
+    """
 
     path: Path
     model: str
@@ -65,47 +78,21 @@ class Manifest:
     output_dir: Path | None
     concurrency: int | None
     defaults: dict[str, str] = field(hash=False)
+    models: tuple[str, ...] = ()
+    definitions: dict[str, ModelDefinition] = field(default_factory=dict, hash=False)
+
+    def definition(self, model: str) -> ModelDefinition | None:
+        return self.definitions.get(model)
 
 
 # -- models -------------------------------------------------------------------------------------
 
 
 def supported_models() -> list[str]:
-    """Every model with an input schema under ``schemas/models/``."""
-    root = schemas_dir() / "models"
-    suffix = ".schema.json"
-    return sorted(f"{p.parent.name}/{p.name[: -len(suffix)]}" for p in root.glob(f"*/*{suffix}"))
+    """Every model with a definition shipped in the package."""
+    from ..models.store import known_models, shipped_dir
 
-
-def model_schema_path(model: str) -> Path:
-    """``schemas/models/<owner>/<name>.schema.json``; adding a model is adding that file."""
-    owner, _, name = model.partition("/")
-    if not owner or not name or "/" in name or {owner, name} & {".", ".."}:
-        raise ManifestError(f"model {model!r} must be written as owner/name")
-    path = schemas_dir() / "models" / owner / f"{name}.schema.json"
-    if not path.is_file():
-        known = supported_models()
-        hint = suggest(model, known)
-        text = f"model {model!r} is not supported: there is no input schema {path}"
-        text += f"; did you mean {hint!r}?" if hint else f" (supported: {', '.join(known)})"
-        raise ManifestError(text)
-    return path
-
-
-def _model_spec(model: str) -> ModelSpec:
-    schema = load_schema(model_schema_path(model))
-    # Required inputs are checked in code: a local `image` stands in for the image input.
-    relaxed = {k: v for k, v in schema.items() if k != "required"}
-    image_input = schema.get("x-image-input")
-    return ModelSpec(
-        name=model,
-        properties=list(schema.get("properties", {})),
-        required=tuple(schema.get("required", ())),
-        image_input=image_input if isinstance(image_input, str) else None,
-        checker=Checker(relaxed),
-        separable=all(k in _SEPARABLE_KEYWORDS or k.startswith("x-") for k in schema),
-        bounds=numeric_string_bounds(schema),
-    )
+    return list(known_models(shipped_dir()))
 
 
 def _locate(root: Any, path: Any) -> int:
@@ -130,10 +117,29 @@ def _dotted(path: Any) -> str:
     return text
 
 
+def model_label(model: str, models: list[str]) -> str:
+    """How a model shows in matrix ids: its name (``kling-v3``), or owner-name when two
+    models of the axis share a name."""
+    from .job import id_part
+
+    owner, _, name = model.partition("/")
+    clash = sum(1 for m in models if m.partition("/")[2].lower() == name.lower()) > 1
+    return id_part(f"{owner}-{name}" if clash else name)
+
+
+@dataclass(slots=True)
+class _Mention:
+    """Where a model is first named: file and line."""
+
+    file: str
+    line: int
+
+
 class _Loader:
     """One load of one manifest; collects issues and raises at the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resolver: Resolver) -> None:
+        self.resolver = resolver
         self.display = str(path)
         self.path = Path(os.path.abspath(path))
         self.issues = Issues()
@@ -203,82 +209,261 @@ class _Loader:
             where = f"field '{_dotted(path)}': " if path else ""
             self.issue(_locate(root, path), where + problem(error))
 
-    # -- model, defaults, matrix --------------------------------------------------------------
+    # -- models --------------------------------------------------------------------------
 
-    def load_model(self, root: YMap) -> ModelSpec:
-        model = root.get("model", DEFAULT_MODEL)
-        if not isinstance(model, str):
-            self.fail()  # the structure check reported it
-        try:
-            return _model_spec(model)
-        except ManifestError as exc:
-            self.issue(root.key_lines.get("model", 1), exc.message)
+    def default_model(self, root: YMap) -> str:
+        top = root.get("model")
+        defaults = root.get("defaults")
+        own = defaults.get("model") if isinstance(defaults, YMap) else None
+        if own is not None and isinstance(defaults, YMap):
+            line = defaults.key_lines["model"]
+            if "model" in root:
+                self.issue(line, "defaults: set 'model' once, at the top level or in 'defaults'")
+            elif not isinstance(own, str) or model_problem(own) is not None:
+                self.issue(line, f"defaults field 'model': {model_problem(own)}, got {kind(own)}")
+            else:
+                return own
+        return top if isinstance(top, str) else DEFAULT_MODEL
+
+    def model_axis(self, root: YMap) -> tuple[int, list[tuple[str, int]]] | None:
+        matrix = root.get("matrix")
+        if not isinstance(matrix, YMap) or "model" not in matrix:
+            return None
+        values = matrix["model"]
+        line = matrix.key_lines["model"]
+        found: list[tuple[str, int]] = []
+        first: dict[str, int] = {}
+        if not isinstance(values, YSeq):
+            return None  # the structure check reported it
+        for index, value in enumerate(values):
+            item_line = values.item_lines[index]
+            reason = model_problem(value)
+            if reason is not None:
+                self.issue(
+                    item_line, f"matrix 'model' value #{index + 1}: {reason}, got {kind(value)}"
+                )
+            elif value in first:
+                self.issue(item_line, f"matrix 'model' lists {show(value)} twice "
+                           f"(first at line {first[value]})")  # fmt: skip
+            else:
+                first[value] = item_line
+                found.append((value, item_line))
+        return line, found
+
+    def models_in_play(
+        self, root: YMap, raws: list[RawJob], default: str, axis: list[tuple[str, int]] | None
+    ) -> dict[str, _Mention]:
+        """Every model some job runs on, in order of first use, with where it is named."""
+        used: dict[str, _Mention] = {}
+        if axis is not None:
+            for model, line in axis:
+                used.setdefault(model, _Mention(self.display, line))
+            return used
+        top_line = root.key_lines.get("model", 1)
+        defaults = root.get("defaults")
+        if isinstance(defaults, YMap) and "model" in defaults:
+            top_line = defaults.key_lines["model"]
+        for raw in raws:
+            own = raw.data.get("model") if isinstance(raw.data, dict) else None
+            if isinstance(own, str) and model_problem(own) is None:
+                used.setdefault(own, _Mention(raw.file, raw.line_of("model")))
+            elif own is None:
+                used.setdefault(default, _Mention(self.display, top_line))
+        if not used:
+            used[default] = _Mention(self.display, top_line)
+        return used
+
+    def load_models(self, used: dict[str, _Mention]) -> dict[str, ModelSpec]:
+        definitions, problems = self.resolver.resolve_all(used, self.path.parent)
+        for model, message in problems.items():
+            mention = used[model]
+            self.issue(mention.line, message, mention.file)
+        if problems:
             self.fail()
+        specs: dict[str, ModelSpec] = {}
+        for model, definition in definitions.items():
+            try:
+                specs[model] = spec_for(definition)
+            except Exception as exc:  # a hand-edited schema jsonschema cannot compile
+                mention = used[model]
+                self.issue(mention.line, f"model {model}: its schema cannot be used: {exc}",
+                           mention.file)  # fmt: skip
+        if len(specs) < len(used):
+            self.fail()
+        return specs
+
+    # -- defaults, per-model blocks, matrix -------------------------------------------------
+
+    def check_values(
+        self,
+        specs: list[ModelSpec],
+        values: YMap,
+        where: str,
+        lines: dict[str, int],
+        fallback: int,
+    ) -> None:
+        """Each value against every model that takes it (each problem said once)."""
+        said: set[tuple[int, str]] = set()
+        for spec in specs:
+            taken = {k: v for k, v in values.items() if k in spec.properties}
+            for name, message in spec.input_problems(taken):
+                line = lines.get(name or "", fallback)
+                text = f"{where} field '{name}': {message}" if name else f"{where}: {message}"
+                if (line, text) not in said:
+                    said.add((line, text))
+                    self.issue(line, text)
+            image_key = spec.image_input
+            if "image" in values and image_key is not None:
+                same = [k for k in spec.file_keys(image_key) or (image_key,) if k in values]
+                if same:
+                    text = f"{where}: set either 'image' or '{same[0]}', not both"
+                    if (lines["image"], text) not in said:
+                        said.add((lines["image"], text))
+                        self.issue(lines["image"], text)
+            for name in spec.files:
+                others = [k for k in spec.file_keys(spec.files[name].name) if k in values]
+                if len(others) > 1 and name == others[0]:
+                    text = f"{where}: set either '{others[0]}' or '{others[1]}', not both"
+                    self.issue(lines[others[1]], text)
 
     def load_defaults(self, root: YMap, ctx: JobContext) -> None:
         defaults = root.get("defaults")
         if not isinstance(defaults, YMap):
             return
-        spec = ctx.spec
-        known = [*spec.properties, "image"]
+        specs = list(ctx.specs.values())
+        known = [*self.union(specs), "image"]
         for key in defaults:
+            line = defaults.key_lines[key]
             if key == "id":
-                self.issue(
-                    defaults.key_lines[key], "defaults cannot set 'id': each job needs its own"
-                )
+                self.issue(line, "defaults cannot set 'id': each job needs its own")
+            elif key == "models":
+                self.issue(line, "defaults cannot hold 'models': write the per-model blocks at "
+                           "the top level")  # fmt: skip
+            elif key == "model":
+                continue
             elif key not in known:
-                message = unknown_key_message(key, known, "input")
-                self.issue(defaults.key_lines[key], f"defaults: {message}")
-        ctx.defaults_raw = {k: v for k, v in defaults.items() if k in spec.properties}
-        for name, message in spec.input_problems(ctx.defaults_raw):
-            line = defaults.key_lines.get(name or "", defaults.line)
-            self.issue(
-                line, f"defaults field '{name}': {message}" if name else f"defaults: {message}"
-            )
-        image = defaults.get("image")
-        if image is None:
-            return
-        ctx.defaults_has_image = True
-        line = defaults.key_lines["image"]
-        if not isinstance(image, str) or not image:
-            self.issue(line, f"defaults field 'image': expected a file name, got {kind(image)}")
-        elif spec.image_input in defaults:
-            self.issue(line, f"defaults: set either 'image' or '{spec.image_input}', not both")
-        else:
-            path = self.files.resolve(image)
-            info = self.files.image(path)
-            if isinstance(info, str):
-                self.issue(line, f"defaults field 'image': {info}")
+                self.issue(
+                    line, f"defaults: {unknown_key_message(key, known, 'input', ('model',))}"
+                )
+            elif key == "image":
+                self.check_image_value(defaults["image"], line, "defaults")
+                for model, spec in ctx.specs.items():
+                    if spec.image_input is None:
+                        self.issue(line, f"defaults: model {model} takes no image input; set "
+                                   "'image' per model under 'models:'")  # fmt: skip
             else:
-                ctx.defaults_image = (path, info)
+                for model, spec in ctx.specs.items():
+                    if key not in spec.properties:
+                        text = (
+                            f"defaults: {model} takes no input {show(key)}; inputs for one "
+                            "model only go in a per-model block ('models:')"
+                        )
+                        self.issue(line, text)
+        values = YMap(defaults.line)
+        for key, value in defaults.items():
+            if key not in (*JOB_KEYS[:1], *MODEL_KEYS):
+                values[key] = value
+                values.key_lines[key] = defaults.key_lines[key]
+        self.check_values(specs, values, "defaults", defaults.key_lines, defaults.line)
+        ctx.defaults = Layer(
+            values, lambda k: defaults.key_lines.get(k, defaults.line), self.display, None
+        )
 
-    def load_matrix(self, root: YMap, ctx: JobContext) -> None:
+    def check_image_value(self, image: Any, line: int, where: str) -> None:
+        if not isinstance(image, str) or not image:
+            self.issue(line, f"{where} field 'image': expected a file name, got {kind(image)}")
+
+    def load_blocks(self, root: YMap, ctx: JobContext) -> None:
+        blocks = root.get("models")
+        if not isinstance(blocks, YMap):
+            return
+        for model, block in blocks.items():
+            line = blocks.key_lines[model]
+            spec = ctx.specs.get(model)
+            if spec is None:
+                hint = suggest(model, list(ctx.specs))
+                close = f"; did you mean {show(hint)}?" if hint else ""
+                self.issue(line, f"models: {show(model)} is not the model of any job"
+                           f" (the jobs use {', '.join(ctx.specs)}){close}")  # fmt: skip
+                continue
+            if not isinstance(block, YMap):
+                continue  # the structure check reported it
+            where = f"models.{model}"
+            known = [*spec.properties, "image"]
+            values = YMap(block.line)
+            for key, value in block.items():
+                if key not in known:
+                    message = unknown_key_message(key, known, "input")
+                    self.issue(block.key_lines[key], f"{where}: {message}")
+                    continue
+                if key == "image":
+                    self.check_image_value(value, block.key_lines[key], where)
+                    if spec.image_input is None:
+                        self.issue(block.key_lines[key], f"{where}: model {model} takes no "
+                                   "image input")  # fmt: skip
+                values[key] = value
+                values.key_lines[key] = block.key_lines[key]
+            self.check_values([spec], values, where, block.key_lines, block.line)
+            ctx.blocks[model] = Layer(values, _line_finder(block), self.display, None)
+
+    @staticmethod
+    def union(specs: list[ModelSpec]) -> list[str]:
+        names: dict[str, None] = {}
+        for spec in specs:
+            names.update(dict.fromkeys(spec.properties))
+        return list(names)
+
+    def load_matrix(
+        self, root: YMap, ctx: JobContext, axis: tuple[int, list[tuple[str, int]]] | None
+    ) -> None:
         matrix = root.get("matrix")
         if not isinstance(matrix, YMap):
             return
-        spec = ctx.spec
+        specs = list(ctx.specs.values())
+        known = self.union(specs)
+        if axis is not None:
+            line, models = axis
+            names = [m for m, _l in models]
+            values = [(m, model_label(m, names)) for m in names]
+            ctx.model_axis = Axis("model", line, values)
         for name, values in matrix.items():
             line = matrix.key_lines[name]
-            if name not in spec.properties:
-                if name in ("id", "image"):
+            if name == "model":
+                continue
+            if name not in known:
+                if name in ("id", "image", "models"):
                     message = f"matrix over '{name}' is not supported; list those as jobs"
                 else:
-                    message = "matrix: " + unknown_key_message(name, spec.properties, "input")
+                    message = "matrix: " + unknown_key_message(name, known, "input", ("model",))
                 self.issue(line, message)
                 continue
-            if isinstance(values, YSeq):
-                ctx.axes.append(Axis(name, line, self.matrix_values(spec, name, values)))
+            missing = [spec.name for spec in specs if name not in spec.properties]
+            for model in missing:
+                self.issue(line, f"matrix: {model} takes no input {show(name)}; a matrix input "
+                           "must be an input of every model its jobs run on")  # fmt: skip
+            if isinstance(values, YSeq) and not missing:
+                ctx.axes.append(Axis(name, line, self.matrix_values(specs, name, values)))
 
-    def matrix_values(self, spec: ModelSpec, name: str, values: YSeq) -> list[tuple[Any, str]]:
+    def matrix_values(
+        self, specs: list[ModelSpec], name: str, values: YSeq
+    ) -> list[tuple[Any, str]]:
         axis: list[tuple[Any, str]] = []
         first_line: dict[str, int] = {}
         for index, value in enumerate(values):
             line = values.item_lines[index]
             if isinstance(value, dict | list):
                 continue  # the structure check reported it
-            for _field, message in spec.input_problems({name: value}):
-                self.issue(line, f"matrix '{name}' value #{index + 1}: {message}")
-            norm = normalise_value(value)
+            said: set[str] = set()
+            for spec in specs:
+                fs = spec.files.get(name)
+                if fs is not None and not (isinstance(value, str) and is_url(value)):
+                    said.add(f"matrix '{name}' value #{index + 1}: a matrix over a file input "
+                             "takes URLs only; list local files as jobs")  # fmt: skip
+                for _field, message in spec.input_problems({name: value}):
+                    said.add(f"matrix '{name}' value #{index + 1}: {message}")
+            for text in sorted(said):
+                self.issue(line, text)
+            norm = specs[0].normalise(name, value) if specs else normalise_value(value)
             if norm in first_line:
                 self.issue(
                     line,
@@ -291,8 +476,10 @@ class _Loader:
 
     # -- job sources -----------------------------------------------------------------------
 
-    def raw_jobs(self, root: YMap, spec: ModelSpec) -> list[RawJob]:
+    def raw_jobs(self, root: YMap) -> tuple[list[RawJob], list[_Pending]]:
+        """The jobs as written, and the data files' problems (added later, in file order)."""
         raws: list[RawJob] = []
+        pending: list[_Pending] = []
         jobs = root.get("jobs")
         rel = self.path.name
         if isinstance(jobs, YSeq):
@@ -308,32 +495,57 @@ class _Loader:
             for index, name in enumerate(sources):
                 if isinstance(name, str) and name.lower().endswith((".csv", ".jsonl", ".ndjson")):
                     line = sources.item_lines[index]
-                    raws.extend(self.read_source(spec, name, line, len(raws)))
-        return raws
+                    found, problems = self.read_source(name, line, len(raws))
+                    pending.append(problems)
+                    raws.extend(found)
+        return raws, pending
 
-    def read_source(self, spec: ModelSpec, name: str, line: int, already: int) -> list[RawJob]:
+    def read_source(self, name: str, line: int, already: int) -> tuple[list[RawJob], _Pending]:
         path = self.files.resolve(name)
         display = str(Path(self.display).parent / os.path.expanduser(name))
         rel = Path(name).as_posix()
+        pending = _Pending(display)
         try:
             data = path.read_bytes()
         except OSError as exc:
             reason = "file not found" if isinstance(exc, FileNotFoundError) else exc.strerror
-            self.issue(line, f"field 'jobs_from': cannot read {show(name)}: {reason} ({path})")
-            return []
+            pending.manifest.append(
+                (line, f"field 'jobs_from': cannot read {show(name)}: {reason} ({path})")
+            )
+            return [], pending
         text, bad = decode_utf8(data)
         if bad is not None or text is None:
-            self.issue(bad[0] if bad else 1, bad[1] if bad else "not UTF-8", display)
-            return []
+            pending.problems.append((bad[0] if bad else 1, bad[1] if bad else "not UTF-8"))
+            return [], pending
         limit = max(0, MAX_JOBS - already)
         if path.suffix.lower() == ".csv":
-            known = [*spec.properties, "id", "image"]
-            raws, problems = read_csv(text, display, rel, known, limit)
+            raws, problems = read_csv(text, display, rel, None, limit, pending.headers)
         else:
             raws, problems = read_jsonl(text, display, rel, limit)
-        for problem_line, message in problems:
-            self.issue(problem_line, message, display)
-        return raws
+        pending.problems.extend(problems)
+        pending.raws = raws
+        return raws, pending
+
+    def flush_sources(self, pending: list[_Pending], specs: list[ModelSpec]) -> None:
+        """The data files' problems, and their CSV headers checked against the models."""
+        known = [*self.union(specs), *JOB_KEYS]
+        for source in pending:
+            for line, message in source.manifest:
+                self.issue(line, message)
+            unknown: set[str] = set()
+            header_problems = []
+            for header in source.headers:
+                for name in header.names:
+                    if name not in known and name != "model":
+                        unknown.add(name)
+                        message = unknown_key_message(name, known, "column", ("model",))
+                        header_problems.append((header.line, message))
+            for line, message in sorted([*source.problems, *header_problems], key=lambda p: p[0]):
+                self.issue(line, message, source.display)
+            if unknown:
+                for raw in source.raws:
+                    for name in unknown:
+                        raw.data.pop(name, None)
 
     def check_size(self, base_count: int, root: YMap, axes: list[Axis]) -> None:
         combos = math.prod(len(axis.values) for axis in axes) if axes else 1
@@ -353,13 +565,20 @@ class _Loader:
     def load(self) -> Manifest:
         root = self.read_root()
         self.check_structure(root)
-        spec = self.load_model(root)
+        default = self.default_model(root)
+        axis = self.model_axis(root)
+        raws, pending = self.raw_jobs(root)
+        used = self.models_in_play(root, raws, default, axis[1] if axis else None)
+        specs = self.load_models(used)
         job_schema = {"$defs": self.root_schema["$defs"], "$ref": "#/$defs/job"}
-        ctx = JobContext(spec, self.issues, self.files, Checker(job_schema, self.root_schema))
+        checker = Checker(job_schema, self.root_schema)
+        ctx = JobContext(specs, default, self.issues, self.files, checker)
         self.load_defaults(root, ctx)
-        self.load_matrix(root, ctx)
-        raws = self.raw_jobs(root, spec)
-        self.check_size(len(raws), root, ctx.axes)
+        self.load_blocks(root, ctx)
+        self.load_matrix(root, ctx, axis)
+        self.flush_sources(pending, list(specs.values()))
+        axes = [*ctx.axes, *([ctx.model_axis] if ctx.model_axis else [])]
+        self.check_size(len(raws), root, axes)
         builder = JobBuilder(ctx)
         for raw in raws:
             builder.check(raw)
@@ -368,22 +587,46 @@ class _Loader:
         self.fail_if_issues()
         output_dir = root.get("output_dir")
         concurrency = root.get("concurrency")
+        names = [spec.name for spec in specs.values()]
+        defaults = ctx.defaults.values if ctx.defaults is not None else {}
+        taken = set(self.union(list(specs.values())))
         return Manifest(
             path=self.path,
-            model=spec.name,
+            model=specs[default].name if default in specs else names[0],
             jobs=tuple(jobs),
             output_dir=self.files.resolve(output_dir) if isinstance(output_dir, str) else None,
             concurrency=concurrency if isinstance(concurrency, int) else None,
-            defaults={k: normalise_value(v) for k, v in ctx.defaults_raw.items()},
+            defaults={k: normalise_value(v) for k, v in defaults.items() if k in taken},
+            models=tuple(dict.fromkeys(job.model for job in jobs)) or tuple(names),
+            definitions={spec.name: spec.definition for spec in specs.values() if spec.definition},
         )
 
 
-def load_manifest(path: Path) -> Manifest:
+def _line_finder(block: YMap) -> Callable[[str], int]:
+    """The line of a key of ``block`` (the block's own line for others)."""
+    return lambda key: block.key_lines.get(key, block.line)
+
+
+@dataclass(slots=True)
+class _Pending:
+    """What reading one data file found, held back so issues keep the manifest's order."""
+
+    display: str
+    problems: list[tuple[int, str]] = field(default_factory=list)
+    manifest: list[tuple[int, str]] = field(default_factory=list)
+    headers: list[CsvHeader] = field(default_factory=list)
+    raws: list[RawJob] = field(default_factory=list)
+
+
+def load_manifest(path: Path | str, *, resolver: Resolver | None = None) -> Manifest:
     """Read, validate and expand a manifest; raises ManifestError listing every problem.
 
     Relative paths inside the manifest (images, data files, ``output_dir``) are resolved
     against the manifest's folder, never the current directory. Messages name ``path`` as
-    given, so they are clickable where the user typed it.
+    given, so they are clickable where the user typed it. ``resolver`` finds the models'
+    definitions; the default looks beside the manifest, in the user cache and in the
+    package, then fetches from the service of ``WIRO_API_BASE`` with ``WIRO_*``
+    credentials when they are set.
     """
     with gc_paused():
-        return _Loader(Path(path)).load()
+        return _Loader(Path(path), resolver or Resolver.from_env()).load()

@@ -1,55 +1,33 @@
-"""Cost estimates for PixVerse/image-to-video-v5 jobs, by quality and duration.
+"""Cost estimates of a manifest's jobs, from their models' definitions.
 
-These are **estimates**: PixVerse's own price list in credits (at $1 = 100 credits), as
-restated in the project's Wiro API reference (wiro-api.md). Wiro bills what the task reports in its
-``totalcost``, which may differ; failed tasks are not billed. The figures only serve to show
-a batch's rough price before it runs and to enforce ``--max-cost`` conservatively.
+Each job's estimate is worked out when the manifest is loaded (``Job.estimate``, from the
+model's ``dynamicprice`` tiers, else its typical cost; see
+:mod:`batch_runner.models.prices`). These are **estimates**: Wiro bills what the task reports
+in its ``totalcost``, which the ledger records; failed tasks are not billed. The figures show
+a batch's rough price before it runs and keep ``--max-cost`` conservative.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Protocol
 
-#: USD per task keyed by (quality, duration), from PixVerse's price list (estimates).
-PRICES_USD: dict[tuple[str, str], float] = {
-    ("360p", "5"): 0.45,
-    ("360p", "8"): 0.90,
-    ("540p", "5"): 0.45,
-    ("540p", "8"): 0.90,
-    ("720p", "5"): 0.60,
-    ("720p", "8"): 1.20,
-    ("1080p", "5"): 1.20,
-    ("1080p", "8"): 2.40,
-}
 
-#: What the API uses when a job leaves quality or duration unset.
-DEFAULT_QUALITY = "540p"
-DEFAULT_DURATION = "5"
-
-
-class _HasInputs(Protocol):
+class _Priced(Protocol):
     @property
-    def inputs(self) -> Mapping[str, str]: ...
+    def estimate(self) -> float | None: ...
 
 
-def quality_and_duration(inputs: Mapping[str, str]) -> tuple[str, str]:
-    """The (quality, duration) a job will run at, with the API's defaults filled in."""
-    quality = inputs.get("quality") or DEFAULT_QUALITY
-    duration = inputs.get("duration") or DEFAULT_DURATION
-    return quality, duration
+def estimate_job_cost(job: _Priced) -> float | None:
+    """The estimated USD price of one job, or None when its model's price is not known."""
+    return job.estimate
 
 
-def estimate_job_cost(inputs: Mapping[str, str]) -> float | None:
-    """The estimated USD price of one job, or None when the price list has no entry."""
-    return PRICES_USD.get(quality_and_duration(inputs))
-
-
-def estimate_total(jobs: Iterable[_HasInputs]) -> float:
+def estimate_total(jobs: Iterable[_Priced]) -> float:
     """The estimated USD price of all jobs; jobs without a known price count as 0."""
-    total = 0.0
-    for job in jobs:
-        cost = estimate_job_cost(job.inputs)
-        if cost is not None:
-            total += cost
-    return round(total, 2)
+    return round(sum(job.estimate or 0.0 for job in jobs), 2)
+
+
+def unpriced(jobs: Iterable[_Priced]) -> int:
+    """How many jobs have no known price."""
+    return sum(1 for job in jobs if job.estimate is None)

@@ -161,6 +161,16 @@ def _compile_keyword(
         return _compile_enum(value if keyword == "enum" else [value])
     if keyword == "$ref":
         return _compile_ref(value, root, depth)
+    if keyword == "propertyNames":
+        names = compile_fast(value, root, depth + 1)
+        if names is None:
+            return None
+        return lambda v: not isinstance(v, dict) or all(names(k) for k in v)
+    if keyword == "items":
+        element = compile_fast(value, root, depth + 1)
+        if element is None:
+            return None
+        return lambda v: type(v) is not list or all(element(x) for x in v)
     return _compile_scalar_keyword(keyword, value)
 
 
@@ -200,6 +210,12 @@ def _compile_scalar_keyword(keyword: str, value: Any) -> Predicate | None:
         return lambda v: type(v) is not str or len(v) <= value
     if keyword == "minLength":
         return lambda v: type(v) is not str or len(v) >= value
+    if keyword == "minProperties":
+        return lambda v: not isinstance(v, dict) or len(v) >= value
+    if keyword == "maxItems":
+        return lambda v: type(v) is not list or len(v) <= value
+    if keyword == "minItems":
+        return lambda v: type(v) is not list or len(v) >= value
     if keyword == "pattern":
         search = re.compile(value).search
         return lambda v: type(v) is not str or search(v) is not None
@@ -339,6 +355,9 @@ def problem(error: ValidationError) -> str:
         hint = ""
         if isinstance(instance, bool) and show(instance) not in value:
             hint = " (YAML reads yes/no/on/off/true/false as booleans: quote the value)"
+        elif schema.get("x-suggest") and isinstance(instance, str | int | float):
+            close = suggest(str(instance), [v for v in value if isinstance(v, str)])
+            hint = f"; did you mean {show(close)}?" if close is not None else ""
         return f"{show(instance)} is not one of {allowed_values(value)}{hint}"
     if keyword == "const":
         return f"{show(instance)} must be {show(value)}"
@@ -352,6 +371,8 @@ def problem(error: ValidationError) -> str:
         return f"{show(instance)} {what}: expected {expected_text}"
     if keyword == "minItems":
         return f"must have at least {value} item{'s' if value != 1 else ''}"
+    if keyword == "maxItems":
+        return f"has {len(instance)} items; at most {value} are allowed"
     if keyword == "minProperties":
         return "must not be empty"
     message = str(error.message)
@@ -373,10 +394,13 @@ def suggest(name: str, known: Iterable[str]) -> str | None:
     return lowered[close[0]] if close else None
 
 
-def unknown_key_message(name: str, known: Iterable[str], what: str = "key") -> str:
-    """``unknown key 'promt'; did you mean 'prompt'?`` or the list of known names."""
+def unknown_key_message(
+    name: str, known: Iterable[str], what: str = "key", also: Iterable[str] = ()
+) -> str:
+    """``unknown key 'promt'; did you mean 'prompt'?`` or the list of known names (``also``:
+    names worth suggesting that the list does not show)."""
     known = list(known)
-    hint = suggest(name, known)
+    hint = suggest(name, [*known, *also])
     if hint is not None:
         return f"unknown {what} {show(name)}; did you mean {show(hint)}?"
     return f"unknown {what} {show(name)} (allowed: {', '.join(known)})"
@@ -400,8 +424,8 @@ def numeric_string_bounds(
 ) -> dict[str, tuple[float | None, float | None]]:
     """Bounds that a schema puts on integers but cannot put on the same number as text.
 
-    A property accepting ``integer`` and ``string`` with ``minimum``/``maximum`` (seed: 7 or
-    "7") gets its bounds applied to digit strings in code: JSON Schema's numeric keywords
+    A property accepting numbers and ``string`` with ``minimum``/``maximum`` (seed: 7 or
+    "7") gets its bounds applied to numeric strings in code: JSON Schema's numeric keywords
     ignore strings.
     """
     bounds: dict[str, tuple[float | None, float | None]] = {}
@@ -410,6 +434,7 @@ def numeric_string_bounds(
             continue
         types = sub.get("type", [])
         types = [types] if isinstance(types, str) else list(types)
-        if "integer" in types and "string" in types and ("minimum" in sub or "maximum" in sub):
+        numeric = "integer" in types or "number" in types
+        if numeric and "string" in types and ("minimum" in sub or "maximum" in sub):
             bounds[name] = (sub.get("minimum"), sub.get("maximum"))
     return bounds

@@ -16,12 +16,15 @@ from typing import Any
 
 import orjson
 
+from .._media import HEAD_BYTES, extensions_of_kind, kind_of, sniff
 from .schemacheck import show, unknown_key_message
 
 #: PixVerse's limit for the input image ("under 20 MB"), read as MiB.
 MAX_IMAGE_BYTES = 20 * 1024 * 1024
 #: Extensions /File/Upload takes that PixVerse also accepts.
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp"})
+#: /File/Upload's limit, for the files of any other model's file inputs.
+MAX_UPLOAD_BYTES = 100 * 1024 * 1024
 
 Problem = tuple[int, str]
 
@@ -61,8 +64,9 @@ def decode_utf8(data: bytes) -> tuple[str | None, Problem | None]:
         return None, (line, message)
 
 
-def _read_header(row: list[str], known: list[str]) -> tuple[list[str | None], list[str]]:
-    """Column names to keep (None: dropped) and the problems with the header."""
+def _read_header(row: list[str], known: list[str] | None) -> tuple[list[str | None], list[str]]:
+    """Column names to keep (None: dropped) and the problems with the header (``known``
+    None: every name is kept, to be checked by the caller)."""
     problems: list[str] = []
     names: list[str | None] = []
     seen: set[str] = set()
@@ -74,7 +78,7 @@ def _read_header(row: list[str], known: list[str]) -> tuple[list[str | None], li
         elif name in seen:
             problems.append(f"column {show(name)} appears twice in the header")
             names.append(None)
-        elif name not in known:
+        elif known is not None and name not in known:
             problems.append(unknown_key_message(name, known, "column"))
             names.append(None)
         else:
@@ -83,10 +87,26 @@ def _read_header(row: list[str], known: list[str]) -> tuple[list[str | None], li
     return names, problems
 
 
+@dataclass(slots=True)
+class CsvHeader:
+    """A CSV file's column names and the line they are on."""
+
+    names: list[str]
+    line: int
+
+
 def read_csv(
-    text: str, file: str, rel: str, known: list[str], limit: int
+    text: str,
+    file: str,
+    rel: str,
+    known: list[str] | None,
+    limit: int,
+    header_out: list[CsvHeader] | None = None,
 ) -> tuple[list[RawJob], list[Problem]]:
-    """Rows of a CSV file with a header of input names; empty cells mean "not set"."""
+    """Rows of a CSV file with a header of input names; empty cells mean "not set".
+
+    ``known`` None keeps every column (the caller checks the names, given in
+    ``header_out``, once it knows which models the rows use)."""
     jobs: list[RawJob] = []
     problems: list[Problem] = []
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
@@ -100,6 +120,8 @@ def read_csv(
             if header is None:
                 header, header_problems = _read_header(row, known)
                 problems.extend((line, p) for p in header_problems)
+                if header_out is not None:
+                    header_out.append(CsvHeader([n for n in header if n], line))
                 continue
             if len(row) != len(header):
                 problems.append(
@@ -192,3 +214,55 @@ def inspect_image(path: Path) -> ImageInfo | str:
         return f"cannot read {path}: {exc.strerror or exc}"
     return ImageInfo(path, size, found, digest.hexdigest())
 
+
+@dataclass(frozen=True, slots=True)
+class MediaInfo:
+    """A local file for a model's file input that passed the checks."""
+
+    path: Path
+    size: int
+    content_type: str
+    kind: str
+    sha256: str
+
+
+_ARTICLE = {"image": "an image", "audio": "an audio file", "video": "a video"}
+_PLURAL = {"image": "images", "audio": "audio files", "video": "videos"}
+
+
+def inspect_media(path: Path, accepts: str | None = None) -> MediaInfo | str:
+    """Check a local file for a file input: it exists, is a real image, audio or video file
+    by its content (of the kind ``accepts``, when the input says), has a matching name, is
+    under the upload limit; and hash it. A message when it fails."""
+    try:
+        if not path.exists():
+            return f"file not found: {path}"
+        if not path.is_file():
+            return f"not a regular file: {path}"
+        size = path.stat().st_size
+        if size == 0:
+            return f"{path.name} is empty"
+        if size > MAX_UPLOAD_BYTES:
+            return f"{path.name} is {size / 1048576:.1f} MiB; uploads must be at most 100 MiB"
+        digest = hashlib.sha256()
+        with path.open("rb") as handle:
+            head = handle.read(65536)
+            found = sniff(head[:HEAD_BYTES])
+            if found is None:
+                return f"{path.name} is not an image, audio or video file (by its content)"
+            kind = kind_of(found)
+            if accepts is not None and kind != accepts:
+                what = f"{_ARTICLE[kind]} ({found})"
+                return f"{path.name} is {what}; this input takes {_PLURAL[accepts]}"
+            allowed = extensions_of_kind(kind)
+            if path.suffix.lower() not in allowed:
+                return (
+                    f"{path.name}: its content is {found}; the name must end in "
+                    f"{', '.join(allowed)}"
+                )
+            digest.update(head)
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    return MediaInfo(path, size, found, kind, digest.hexdigest())

@@ -201,7 +201,8 @@ def render_gallery(
     total = len(state.jobs)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(now))
     title = f"batch-runner · {out_dir.resolve().name}"
-    where = f" · {escape(manifest.model)}" if manifest is not None else ""
+    models = ", ".join(manifest.models or (manifest.model,)) if manifest is not None else ""
+    where = f" · {escape(models)}" if manifest is not None else ""
     waiting = ", ".join(
         f"{n} {s.value}" for s in JobStatus if (n := by_status[s]) and s not in _DONE
     )
@@ -277,6 +278,13 @@ def _video(path: str, eager: bool) -> str:
     )
 
 
+def _link(path: str) -> str:
+    """A plain link to an output that is not a video (images, audio, text: shown natively
+    by a later gallery; never put in a video player)."""
+    href = escape(Path(path).as_uri() if os.path.isabs(path) else _href(path))
+    return f'<a class="o" href="{href}">{escape(path)}</a>'
+
+
 class _Cards:
     """Renders cards; counts them (the first are eager) and remembers image paths."""
 
@@ -315,7 +323,10 @@ class _Cards:
         if record.error and record.status is not JobStatus.SUCCEEDED:
             html.append(f'<p class="e">{escape(record.error)}</p>')
         if record.status is JobStatus.SUCCEEDED:
-            html += [_video(out.path, eager) for out in record.outputs]
+            html += [
+                _video(out.path, eager) if out.kind in (None, "video") else _link(out.path)
+                for out in record.outputs
+            ]
         html.append("</article>")
         return "".join(html)
 

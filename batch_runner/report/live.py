@@ -22,6 +22,8 @@ from ..engine.reporting import RunEvent
 from ..errors import printable
 
 _DONE = ("succeeded", "failed", "cancelled")
+#: Info events printed above the display (warnings and errors always are).
+_SHOWN = ("run_started", "stopping", "tracking")
 #: Shown in this order; the ledger's statuses grouped as a person thinks of them.
 _GROUPS = (
     ("waiting", ("pending",)),
@@ -53,9 +55,13 @@ class LiveReporter:
         self.progress.start()
         self.started = time.monotonic()
         self._first_done: tuple[float, int] | None = None
+        #: how completion is tracked ("push", "polling"), from the run's "tracking" events
+        self.tracking = ""
 
     def event(self, event: RunEvent) -> None:
-        if event.level in ("error", "warning") or event.kind in ("run_started", "stopping"):
+        if event.kind == "tracking":
+            self.tracking = str(event.data.get("tracking") or "")
+        if event.level in ("error", "warning") or event.kind in _SHOWN:
             style = {"error": "red", "warning": "yellow"}.get(event.level, "")
             who = f"[{event.job}] " if event.job else ""
             text = printable(f"{who}{event.message or event.kind}")
@@ -80,9 +86,9 @@ class LiveReporter:
                 if done - d0 >= 3:
                     left = (total - done) / ((done - d0) / elapsed)
                     eta = f"ETA {int(left // 60)}m{int(left % 60):02d}s"
-        self.progress.update(
-            self.task, total=total, completed=done, detail=f"{groups}{rate} ${spent:.2f}", eta=eta
-        )
+        by = f" · {self.tracking}" if self.tracking else ""
+        detail = f"{groups}{rate} ${spent:.2f}{by}"
+        self.progress.update(self.task, total=total, completed=done, detail=detail, eta=eta)
 
     def close(self) -> None:
         self.progress.stop()

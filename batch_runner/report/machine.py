@@ -83,6 +83,7 @@ def summary_data(
         "failures_total": 0,
         "published": None,
         "gallery": None,
+        "tracked": None,
         "metrics": None,
         "notifications": [],
         "error": None,
@@ -114,6 +115,7 @@ def summary_data(
         failures=[{"job": j, "error": e} for j, e in result.failures[:MAX_FAILURES]],
         failures_total=len(result.failures),
         gallery=str(gallery) if gallery.exists() else None,
+        tracked=dict(result.tracking) or None,
     )
     if result.published is not None:
         data["published"] = {

@@ -35,6 +35,7 @@ _LINE_KINDS = frozenset(
         "error",
         "run_finished",
         "resume",
+        "tracking",
     }
 )
 

@@ -23,16 +23,24 @@ def _stamp(ts: float | None) -> str | None:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else None
 
 
+def _tracking(holder: dict[str, Any]) -> dict[str, Any] | None:
+    """How the active run tracks completion (``by``, ``reason``, ``message``), if it said."""
+    tracking = holder.get("tracking")
+    return tracking if isinstance(tracking, dict) and "by" in tracking else None
+
+
 def folder_data(out_dir: Path) -> dict[str, Any]:
     """One ledger folder's figures, as plain JSON values."""
     state = read_ledger(out_dir)
     active = is_locked(out_dir)
+    holder = (holder_info(out_dir) or {}) if active else {}
     runs = state.runs
     target = last_target(state)
     return {
         "out_dir": str(out_dir),
         "active": active,
-        "active_pid": (holder_info(out_dir) or {}).get("pid") if active else None,
+        "active_pid": holder.get("pid"),
+        "tracking": _tracking(holder),
         "jobs": len(state.jobs),
         "counts": counts_by_status(state),
         "spent_usd": round(total_cost(state), 6),
@@ -116,6 +124,10 @@ def print_status(data: dict[str, Any]) -> None:
         f"[bold]{data['out_dir']}[/bold]: {data['jobs']} jobs, "
         f"{state if data['active'] else 'no run active'}"
     )
+    if data.get("tracking"):
+        tracking = data["tracking"]
+        since = _stamp(tracking.get("since")) or "-"
+        console.print(Text(printable(f"tracking: {tracking.get('message', '')} (since {since})")))
     if data.get("sharded"):
         _print_shards(console, data)
     table = Table(show_header=True, header_style="bold")

@@ -12,12 +12,12 @@ from ..engine.result import RunResult
 from ..errors import printable
 from ..ledger.state import LedgerState
 from ..ledger.store import has_ledger, read_ledger
+from ..manifest.job import Job
 from ..manifest.loader import Manifest
-from ..manifest.pricing import PRICES_USD, estimate_job_cost, quality_and_duration
+from ..models.prices import SECONDS_INPUTS
 
 #: Failures listed by name in the summary; the rest are counted.
 MAX_LISTED = 20
-_QUALITY_ORDER = {quality: n for n, (quality, _d) in enumerate(PRICES_USD)}
 
 
 def print_summary(result: RunResult, *, quiet: bool = False, out: TextIO | None = None) -> None:
@@ -69,10 +69,13 @@ def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> N
     state = read_ledger(out_dir) if has_ledger(out_dir) else LedgerState()
     plan = plan_run(manifest.jobs, state, retry_failed=retry_failed)
     jobs = {job.id: job for job in manifest.jobs}
-    estimate = sum(estimate_job_cost(jobs[j].inputs) or 0.0 for j in plan.submit if j in jobs)
+    submit = [jobs[j] for j in plan.submit if j in jobs]
+    estimate = sum(job.estimate or 0.0 for job in submit)
+    unknown = sum(1 for job in submit if job.estimate is None)
+    extra = f"; {unknown} without a known price" if unknown else ""
     resumed = len(plan.track) + len(plan.reconcile) + len(plan.download)
     print(f"dry run of {manifest.path} into {out_dir} (nothing is sent)")
-    print(f"  would submit:   {len(plan.submit)} jobs (estimated ${estimate:.2f})")
+    print(f"  would submit:   {len(plan.submit)} jobs (estimated ${estimate:.2f}{extra})")
     print(
         f"  would resume:   {resumed} jobs ({len(plan.track)} tracked by task id, "
         f"{len(plan.reconcile)} reconciled, {len(plan.download)} to download)"
@@ -83,31 +86,61 @@ def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> N
     )
     if plan.edited or plan.edited_in_flight:
         print(f"  edited since their last run: {len(plan.edited) + len(plan.edited_in_flight)}")
-    for job_id in plan.submit[:10]:
-        job = jobs[job_id]
-        quality, duration = job.inputs.get("quality", ""), job.inputs.get("duration", "")
-        print(f"    submit {job_id}: {quality} {duration}s")
+    several = len(manifest.models) > 1
+    for job in submit[:10]:
+        where = f"{job.model} " if several else ""
+        print(f"    submit {job.id}: {where}{' '.join(_mix_key(manifest, job))}".rstrip())
     if len(plan.submit) > 10:
         print(f"    ... and {len(plan.submit) - 10} more")
 
 
+def _mix_key(manifest: Manifest, job: Job) -> tuple[str, ...]:
+    """The inputs a job's price depends on (PixVerse: ``540p``, ``5s``), as written."""
+    definition = manifest.definition(job.model)
+    if definition is None:
+        return ()
+    values = definition.prices.values(job.inputs)
+    return tuple(
+        values.get(name, "") + ("s" if name in SECONDS_INPUTS else "")
+        for name in definition.prices.axes
+    )
+
+
+def _mix_order(manifest: Manifest, model: str, key: tuple[str, ...]) -> tuple[object, ...]:
+    """Sort key for a price mix: each value's position among its input's options."""
+    definition = manifest.definition(model)
+    if definition is None:
+        return key
+    order: list[object] = []
+    for name, value in zip(definition.prices.axes, key, strict=False):
+        item = definition.item(name)
+        options = [o.value for o in item.options] if item is not None else []
+        plain = value[:-1] if name in SECONDS_INPUTS and value.endswith("s") else value
+        order += [options.index(plain) if plain in options else len(options), value]
+    return tuple(order)
+
+
 def manifest_summary(display: str, manifest: Manifest) -> str:
-    """``demo.yaml: 5 jobs, model X, 540p/5s x5, estimated $2.25``: one line, for people."""
-    counts: Counter[tuple[str, str]] = Counter()
+    """``demo.yaml: 5 jobs, model X, 540p/5s x5, estimated $2.25``: one line, for people.
+    With several models: ``..., 3 models (A x2, B x2, C x2), estimated ...``."""
     total = 0.0
     unpriced = 0
     for job in manifest.jobs:
-        counts[quality_and_duration(job.inputs)] += 1
-        cost = estimate_job_cost(job.inputs)
-        if cost is None:
+        if job.estimate is None:
             unpriced += 1
         else:
-            total += cost
-    order = sorted(counts, key=lambda qd: (_QUALITY_ORDER.get(qd[0], 99), qd[0], qd[1]))
-    mix = ", ".join(f"{q}/{d}s x{counts[(q, d)]:,}" for q, d in order)
+            total += job.estimate
     n = len(manifest.jobs)
     cost_text = f"estimated ${total:,.2f}"
     if unpriced:
         cost_text += f" (+{unpriced:,} jobs without a known price)"
     jobs = f"{n:,} job{'s' if n != 1 else ''}"
-    return f"{display}: {jobs}, model {manifest.model}, {mix}, {cost_text}"
+    per_model = Counter(job.model for job in manifest.jobs)
+    if len(per_model) > 1:
+        models = ", ".join(f"{m} x{c:,}" for m, c in per_model.items())
+        return f"{display}: {jobs}, {len(per_model)} models ({models}), {cost_text}"
+    model = next(iter(per_model), manifest.model)
+    counts: Counter[tuple[str, ...]] = Counter(_mix_key(manifest, job) for job in manifest.jobs)
+    order = sorted(counts, key=lambda k: _mix_order(manifest, model, k))
+    mix = ", ".join(f"{'/'.join(k)} x{counts[k]:,}" for k in order if k)
+    return f"{display}: {jobs}, model {model}, {mix + ', ' if mix else ''}{cost_text}"

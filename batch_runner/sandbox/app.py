@@ -3,29 +3,30 @@
 Requests flow through one middleware that counts them, injects gateway faults (429/500/502
 before anything is processed, so no task is ever created by a faulted request) and turns
 routing misses into the service's ``Error parsing url.`` answer. An unknown model on
-``/Run`` answers HTTP 404 with code 0 ``Model not found`` (the URL parsed, the model did not).
+``/Run`` answers HTTP 404 with code 0 ``Model not found`` (the URL parsed, the model did not);
+on ``/Tool/Detail`` it is code 1 (see :mod:`.toolapi`).
 """
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl
 
 from aiohttp import web
 
-from . import media
+from . import jsonio, media, outputs
 from .auth import Authenticator
+from .bodies import BadBody, Body, FileTooLarge, read_body
 from .config import SandboxConfig
-from .models import InputError, find_model, resolve_inputs, to_api_str
-from .pricing import price_micro
+from .inputs import InputError, resolve, to_api_str
+from .models import MODELS, find_model
 from .sockets import SocketHub
 from .state import Project
 from .stats import Counters, endpoint_of
-from .tasks import CANCELLABLE, SandboxTask
+from .tasks import CANCELLABLE, OutputRecord, SandboxTask
+from .toolapi import Catalogue
 from .uploads import UploadStore
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,16 +47,12 @@ class Dropped(Exception):
     """The connection was closed on purpose, without an answer."""
 
 
-class BadBody(Exception):
-    """The request body is neither JSON, a form nor multipart."""
-
-
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=json.dumps(data, separators=(",", ":")).encode(),
-        status=status,
-        content_type="application/json",
-    )
+    return json_bytes_response(jsonio.dumps(data), status)
+
+
+def json_bytes_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 class Api:
@@ -67,6 +64,7 @@ class Api:
         self.project = Project(config, self.counters)
         self.auth = Authenticator(config.api_key, config.api_secret, config.reject_reused_nonces)
         self.uploads = UploadStore(config.max_upload_bytes)
+        self.catalogue = Catalogue(MODELS, config.dynamicprice_style)
         self._rng_http = random.Random(f"{config.seed}/http")
         self._rng_run = random.Random(f"{config.seed}/run")
         self._rng_cdn = random.Random(f"{config.seed}/cdn")
@@ -76,6 +74,8 @@ class Api:
             lambda: self.project.faults,
             self.project.by_token.get,
             config.ws_replay,
+            config.socket_mode,
+            config.socket_refuse_status,
         )
         self.project.publish = self.hub.publish
         self.started = time.time()
@@ -91,6 +91,8 @@ class Api:
         router.add_post("/v1/Task/Cancel", self.cancel)
         router.add_post("/v1/Task/Kill", self.kill)
         router.add_post("/v1/File/Upload", self.upload)
+        router.add_post("/v1/Tool/Detail", self.tool_detail)
+        router.add_post("/v1/Tool/List", self.tool_list)
         router.add_get("/cdn/{uuid}/{name:.+}", self.cdn)
         router.add_get("/files/{id}/{name:.+}", self.files)
         router.add_get("/socket/v1", self.hub.handle)
@@ -167,34 +169,20 @@ class Api:
         self.counters.nonces_rejected = self.auth.rejected
         return None if message is None else self.error(0, message, 401)
 
-    async def _fields(self, request: web.Request) -> dict[str, Any]:
-        """Form, multipart or JSON fields. A JSON text is accepted whatever the content type
-        says, as the API page's own examples send JSON labelled multipart/form-data."""
-        header = request.headers.get("Content-Type", "")
-        if request.content_type == "multipart/form-data" and "boundary=" in header:
-            form = await request.post()
-            return {k: v for k, v in form.items() if isinstance(v, str)}
-        text = (await request.read()).decode("utf-8", errors="replace").strip()
-        if not text:
-            return {}
-        if text.startswith("{") or request.content_type == "application/json":
-            try:
-                data = json.loads(text)
-            except ValueError:
-                raise BadBody from None
-            if not isinstance(data, dict):
-                raise BadBody
-            return data
-        return dict(parse_qsl(text, keep_blank_values=True))
-
-    async def _authorized_fields(self, request: web.Request) -> dict[str, Any] | web.Response:
+    async def _authorized_body(self, request: web.Request) -> Body | web.Response:
         denied = self._denied(request)
         if denied is not None:
             return denied
         try:
-            return await self._fields(request)
+            return await read_body(request, self.config.max_upload_bytes)
         except BadBody:
             return self.error(0, "Request body is not valid.")
+        except FileTooLarge as exc:
+            return self.error(0, f"File size exceeds the limit of {exc.limit // 2**20} MB.")
+
+    async def _authorized_fields(self, request: web.Request) -> dict[str, Any] | web.Response:
+        body = await self._authorized_body(request)
+        return body if isinstance(body, web.Response) else body.fields
 
     def _find(self, fields: dict[str, Any], *token_keys: str) -> SandboxTask | web.Response:
         taskid = to_api_str(fields.get("taskid")).strip()
@@ -208,24 +196,36 @@ class Api:
 
     async def run(self, request: web.Request) -> web.StreamResponse:
         self._maybe_drop(request, "drop_before_create")
-        fields = await self._authorized_fields(request)
-        if isinstance(fields, web.Response):
-            return fields
+        body = await self._authorized_body(request)
+        if isinstance(body, web.Response):
+            return body
         model = find_model(request.match_info["owner"], request.match_info["model"])
         if model is None:
             return self.error(0, "Model not found", 404)
         try:
-            parameters = resolve_inputs(model, fields)
+            resolved = resolve(model, body, self._store_run_file)
         except InputError as exc:
             return self.error(0, exc.message)
-        refusal = self.project.admission_error(price_micro(parameters))
+        parameters, counts = resolved.parameters, resolved.file_counts
+        quote = model.pricing.quote(parameters, counts, model.output.count(parameters))
+        refusal = self.project.admission_error(quote)
         if refusal is not None:
             return self.error(*refusal)
-        task = self.project.create(model, parameters)
+        task = self.project.create(
+            model,
+            parameters,
+            quote,
+            file_sources=resolved.file_sources,
+            request_form=body.form,
+        )
         self._maybe_drop(request, "drop_after_create")
         return json_response(
             {"errors": [], "taskid": str(task.id), "socketaccesstoken": task.token, "result": True}
         )
+
+    def _store_run_file(self, name: str, data: bytes) -> str:
+        """Keep a file sent to ``/Run`` like an upload; the URL the task echoes."""
+        return self.uploads.url_of(self.uploads.put(name, data), self.project.origin)
 
     async def _task_of(self, request: web.Request, *token_keys: str) -> SandboxTask | web.Response:
         """The task a Detail/Cancel/Kill request names, or the error answer to send."""
@@ -293,11 +293,26 @@ class Api:
         self.counters.uploads += 1
         return json_response({"result": True, "errors": [], "list": [result]})
 
+    async def tool_detail(self, request: web.Request) -> web.StreamResponse:
+        fields = await self._authorized_fields(request)
+        if isinstance(fields, web.Response):
+            return fields
+        answer = self.catalogue.detail(fields)
+        return self.error(*answer) if isinstance(answer, tuple) else json_bytes_response(answer)
+
+    async def tool_list(self, request: web.Request) -> web.StreamResponse:
+        fields = await self._authorized_fields(request)
+        if isinstance(fields, web.Response):
+            return fields
+        answer = self.catalogue.listing(fields)
+        return self.error(*answer) if isinstance(answer, tuple) else json_bytes_response(answer)
+
     # -- downloads, socket, stats ----------------------------------------------------------
 
     async def cdn(self, request: web.Request) -> web.StreamResponse:
         task = self.project.by_uuid.get(request.match_info["uuid"])
-        if task is None or not task.outputs:
+        output = None if task is None else _output_for(task, request)
+        if task is None or output is None:
             return web.Response(status=404, text="Not Found")
         fault = None
         if request.method == "GET":
@@ -311,9 +326,9 @@ class Api:
                 self.counters.faults[fault] += 1
         response = await media.serve_bytes(
             request,
-            media.output_bytes(task.uuid, task.id),
-            content_type="video/mp4",
-            etag=f'"{task.outputs[0].sha256[:32]}"',
+            outputs.render(output.contenttype, output.shape, task.uuid, task.id, output.index),
+            content_type=output.contenttype,
+            etag=f'"{output.sha256[:32]}"',
             fault=fault,
             slow_seconds=self.project.faults.slow_download_seconds,
             count_bytes=self.counters.add_bytes,
@@ -340,6 +355,7 @@ class Api:
         data: dict[str, Any] = {
             "uptime_seconds": round(time.time() - self.started, 3),
             "error_style": self.config.error_style,
+            "socket_mode": self.hub.mode,
             "faults_enabled": self.project.faults.enabled(),
         }
         data.update(self.counters.snapshot())
@@ -351,3 +367,12 @@ class Api:
 
     async def tasks_route(self, request: web.Request) -> web.StreamResponse:
         return json_response([t.to_record() for t in self.project.tasks.values()])
+
+
+def _output_for(task: SandboxTask, request: web.Request) -> OutputRecord | None:
+    """The output a CDN URL names: the only one whatever the name (as before several
+    outputs existed), else the one whose URL ends in the same (percent-encoded) segment."""
+    if len(task.outputs) == 1:
+        return task.outputs[0]
+    segment = request.rel_url.raw_path.rsplit("/", 1)[-1]
+    return next((o for o in task.outputs if o.url.rsplit("/", 1)[-1] == segment), None)

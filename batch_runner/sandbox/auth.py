@@ -8,7 +8,6 @@ nonces; rejecting them is opt-in.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections import deque
 from collections.abc import Mapping
@@ -25,7 +24,7 @@ NONCE_MEMORY = 1_000_000
 
 def sign(api_key: str, api_secret: str, nonce: str) -> str:
     """The signature a client must send for ``nonce``."""
-    return hmac.new(api_key.encode(), (api_secret + nonce).encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(api_key.encode(), (api_secret + nonce).encode(), "sha256").hex()
 
 
 class Authenticator:

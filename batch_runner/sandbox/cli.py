@@ -13,22 +13,34 @@ import signal
 import sys
 import textwrap
 
-from .config import ERROR_STYLES, FAULT_NAMES, FaultConfig, SandboxConfig
-from .server import Sandbox
+from .config import (
+    DYNAMICPRICE_STYLES,
+    ERROR_STYLES,
+    FAULT_NAMES,
+    SOCKET_MODES,
+    FaultConfig,
+    SandboxConfig,
+)
+from .models import MODELS
 
 DEFAULT_PORT = 8765
 
 DESCRIPTION = """\
-Serve a local, Wiro-compatible API for PixVerse/image-to-video-v5: /Run, /Task/Detail,
-/Task/List, /Task/Cancel, /Task/Kill, /File/Upload, output downloads and the task
-WebSocket. Tasks take --queue-seconds plus --run-seconds and "generate" a real MP4.
-Point a client at the printed base URL with the same key and secret.
+Serve a local, Wiro-compatible API: /Run, /Task/Detail, /Task/List, /Task/Cancel,
+/Task/Kill, /File/Upload, /Tool/Detail, /Tool/List, output downloads and the task
+WebSocket, for the models of the sandbox's catalogue (PixVerse/image-to-video-v5 is the
+default; /Tool/Detail describes each one's inputs and prices). Tasks take --queue-seconds
+plus --run-seconds and "generate" real files (MP4 video, PNG images, WAV audio). Point a
+client at the printed base URL with the same key and secret.
 """
 
 FAULTS_HELP = (
-    "faults (--fault NAME=RATE, rate 0..1, repeatable; all=RATE sets every one):\n"
+    "models:\n"
+    + textwrap.fill(", ".join(MODELS), width=88, initial_indent="  ", subsequent_indent="  ")
+    + "\n\nfaults (--fault NAME=RATE, rate 0..1, repeatable; all=RATE sets every one):\n"
     + textwrap.fill(", ".join(FAULT_NAMES), width=88, initial_indent="  ", subsequent_indent="  ")
     + "\n  slow_download_seconds=S sets how long a slow download stalls (default 5).\n"
+    "  ws_final_withheld: a task's final socket frames are never sent (Detail still ends).\n"
 )
 
 
@@ -74,6 +86,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _http_error(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if not 400 <= value <= 599:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an HTTP error status, 400 to 599")
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``sandbox`` subcommand."""
     parser = subparsers.add_parser(
@@ -102,6 +124,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add("--ws-replay", action="store_true", help="send a new subscriber the current status")
     add("--reject-reused-nonces", action="store_true", help="answer 401 to a reused nonce")
     add("--output-name", default=None, help="override the output file name (hostile tests)")
+    add("--socket-mode", choices=SOCKET_MODES, default="normal",
+        help="normal; refuse: answer every socket upgrade with HTTP --socket-refuse-status; "
+        "silent: accept connections and subscriptions, send no frame")  # fmt: skip
+    add("--socket-refuse-status", type=_http_error, default=404, metavar="STATUS",
+        help="HTTP status of a refused socket upgrade, 400..599 (default 404)")  # fmt: skip
+    add("--dynamicprice-style", choices=DYNAMICPRICE_STYLES, default="string",
+        help="serve a tool's dynamicprice as JSON text (default) or as a list")  # fmt: skip
     parser.set_defaults(func=run)
 
 
@@ -120,6 +149,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         ws_replay=args.ws_replay,
         output_name=args.output_name,
         reject_reused_nonces=args.reject_reused_nonces,
+        socket_mode=args.socket_mode,
+        socket_refuse_status=args.socket_refuse_status,
+        dynamicprice_style=args.dynamicprice_style,
     )
 
 
@@ -130,6 +162,8 @@ async def serve(config: SandboxConfig, host: str, port: int) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
+    from .server import Sandbox
+
     sandbox = Sandbox(config)
     await sandbox.start(host, port)
     try:
@@ -137,9 +171,10 @@ async def serve(config: SandboxConfig, host: str, port: int) -> None:
         sys.stdout.flush()
         mode = "signature" if config.api_secret else "API-key only"
         faults = config.faults.enabled()
+        socket = "" if config.socket_mode == "normal" else f"socket: {config.socket_mode}; "
         print(
             f"project: {mode}, balance ${config.balance_usd:.2f}; "
-            f"faults: {faults or 'none'}; Ctrl-C to stop",
+            f"faults: {faults or 'none'}; {socket}Ctrl-C to stop",
             file=sys.stderr,
         )
         await stop.wait()

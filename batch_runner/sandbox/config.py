@@ -25,10 +25,16 @@ FAULT_NAMES: tuple[str, ...] = (
     "slow_download",
     "unknown_status",
     "ws_drop",
+    "ws_final_withheld",
 )
 
 ERROR_STYLES: tuple[str, ...] = ("http", "200")
 PARAMETER_STYLES: tuple[str, ...] = ("mixed", "object", "string")
+#: normal: push every frame; refuse: answer the upgrade with an HTTP error; silent: accept
+#: connections and subscriptions, send nothing.
+SOCKET_MODES: tuple[str, ...] = ("normal", "refuse", "silent")
+#: How ``/Tool/Detail`` and ``/Tool/List`` give ``dynamicprice``: JSON text, or a list.
+DYNAMICPRICE_STYLES: tuple[str, ...] = ("string", "list")
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,10 @@ class FaultConfig:
 
     HTTP faults (429/500/502) hit any ``/v1`` request before it is processed, so they never
     create a task. ``drop_*`` apply to ``/Run`` only. Task faults are drawn once per task at
-    creation; download and WebSocket faults once per download request / frame sent.
+    creation; download faults once per download request; ``ws_drop`` once per frame sent.
+    ``ws_final_withheld`` is drawn once per task at creation: that task's final frames
+    (``task_postprocess_end``, ``task_cancel``, ``task_error``...) never reach the socket,
+    while ``/Task/Detail`` reports the end as usual.
     """
 
     http_429: float = 0.0
@@ -52,6 +61,7 @@ class FaultConfig:
     slow_download: float = 0.0
     unknown_status: float = 0.0
     ws_drop: float = 0.0
+    ws_final_withheld: float = 0.0
     slow_download_seconds: float = 5.0
 
     def __post_init__(self) -> None:
@@ -117,6 +127,9 @@ class SandboxConfig:
     while the balance is at most $250, unlimited above). ``run_seconds=(0, 0)`` makes tasks
     near-instant while still passing through every status. ``error_style="200"`` answers
     every API error with HTTP 200 and ``result: false``, as one docs page claims.
+    ``socket_mode`` (see SOCKET_MODES) with ``socket_refuse_status`` (the HTTP status of a
+    refused upgrade) makes the push channel misbehave; ``dynamicprice_style`` picks which of
+    the service's two forms of a tool's ``dynamicprice`` is served.
     """
 
     api_key: str = "sandbox-key"
@@ -134,6 +147,9 @@ class SandboxConfig:
     reject_reused_nonces: bool = False
     parameters_style: str = "mixed"
     max_upload_bytes: int = 100 * 1024 * 1024
+    socket_mode: str = "normal"
+    socket_refuse_status: int = 404
+    dynamicprice_style: str = "string"
 
     def __post_init__(self) -> None:
         if not self.api_key:
@@ -155,7 +171,18 @@ class SandboxConfig:
             raise ValueError(f"parameters_style must be one of {', '.join(PARAMETER_STYLES)}")
         if self.max_tasks_list < 1:
             raise ValueError("max_tasks_list must be >= 1")
+        check_socket_mode(self.socket_mode, self.socket_refuse_status)
+        if self.dynamicprice_style not in DYNAMICPRICE_STYLES:
+            raise ValueError(f"dynamicprice_style must be one of {', '.join(DYNAMICPRICE_STYLES)}")
 
     def but(self, **changes: Any) -> SandboxConfig:
         """A copy with some fields changed (tests build variants this way)."""
         return replace(self, **changes)
+
+
+def check_socket_mode(mode: str, refuse_status: int) -> None:
+    """ValueError unless ``mode`` is known and ``refuse_status`` an HTTP error status."""
+    if mode not in SOCKET_MODES:
+        raise ValueError(f"socket_mode must be one of {', '.join(SOCKET_MODES)}")
+    if not isinstance(refuse_status, int) or not 400 <= refuse_status <= 599:
+        raise ValueError(f"socket_refuse_status={refuse_status!r} must be from 400 to 599")

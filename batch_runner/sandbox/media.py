@@ -1,15 +1,15 @@
 """The video the sandbox "generates", and serving bytes the way a CDN does.
 
-Every task's output is the bundled sample MP4 plus one top-level ``free`` box naming the
-task, so each output has its own sha256 yet stays a playable file. Serving supports HEAD,
-single ``Range`` requests (206 / 416) and the two download faults: a body cut short after a
-full ``Content-Length`` was promised, and a body that stalls half-way.
+Every video output is the bundled sample MP4 plus one top-level ``free`` box naming the
+task, so each output has its own sha256 yet stays a playable file (pictures and sounds are
+made the same way, in :mod:`.outputs`). Serving supports HEAD, single ``Range`` requests
+(206 / 416) and the two download faults: a body cut short after a full ``Content-Length``
+was promised, and a body that stalls half-way.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import struct
 from collections.abc import Callable
 from functools import lru_cache
@@ -31,27 +31,16 @@ def sample_bytes() -> bytes:
     return (MEDIA_DIR / SAMPLE_NAME).read_bytes()
 
 
-@lru_cache(maxsize=1)
-def _sample_hash() -> hashlib._Hash:
-    return hashlib.sha256(sample_bytes())
-
-
-def _free_box(task_uuid: str, task_id: int) -> bytes:
-    payload = f"batch-runner sandbox output; task {task_id}; uuid {task_uuid}".encode()
+def free_box(task_uuid: str, task_id: int, index: int = 0) -> bytes:
+    """The per-output ``free`` box: the task (and the output's index after the first)."""
+    text = f"batch-runner sandbox output; task {task_id}; uuid {task_uuid}"
+    payload = (text if index == 0 else f"{text}; output {index}").encode()
     return struct.pack(">I", 8 + len(payload)) + b"free" + payload
 
 
 def output_bytes(task_uuid: str, task_id: int) -> bytes:
-    """The exact bytes of a task's output (deterministic, so nothing is stored per task)."""
-    return sample_bytes() + _free_box(task_uuid, task_id)
-
-
-def output_digest(task_uuid: str, task_id: int) -> tuple[int, str]:
-    """(size, sha256 hex) of a task's output, hashing only the per-task box."""
-    box = _free_box(task_uuid, task_id)
-    digest = _sample_hash().copy()
-    digest.update(box)
-    return len(sample_bytes()) + len(box), digest.hexdigest()
+    """The exact bytes of a task's (first) video output."""
+    return sample_bytes() + free_box(task_uuid, task_id)
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -109,21 +98,28 @@ async def serve_bytes(
             headers={"Content-Range": f"bytes */{size}", "Accept-Ranges": "bytes"},
         )
     first, last = wanted if wanted is not None else (0, size - 1)
-    body = data[first : last + 1]
-    response = web.StreamResponse(status=206 if wanted is not None else 200)
-    response.headers["Content-Type"] = content_type
-    response.headers["Accept-Ranges"] = "bytes"
-    response.headers["ETag"] = etag
-    response.headers["Cache-Control"] = "public, max-age=86400"
+    body = memoryview(data)[first : last + 1]
+    headers = {
+        "Content-Type": content_type,
+        "Accept-Ranges": "bytes",
+        "ETag": etag,
+        "Cache-Control": "public, max-age=86400",
+    }
     if wanted is not None:
-        response.headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    status = 206 if wanted is not None else 200
+    if request.method == "GET" and fault is None:
+        # One write for headers and body (a StreamResponse sends its headers on their own).
+        count_bytes(len(body))
+        return web.Response(status=status, body=body, headers=headers)
+    response = web.StreamResponse(status=status, headers=headers)
     response.content_length = len(body)
-    await response.prepare(request)
-    if request.method == "HEAD":
-        await response.write_eof()
-        return response
     try:
-        if fault is not None and len(body) > 1:
+        await response.prepare(request)
+        if request.method == "HEAD":
+            await response.write_eof()
+            return response
+        if len(body) > 1:
             half = len(body) // 2
             await response.write(body[:half])
             count_bytes(half)

@@ -115,6 +115,21 @@ class Sandbox:
         """Swap the fault rates; tasks already created keep the fault they drew."""
         self._api.project.faults = faults
 
+    def set_socket_mode(self, mode: str, refuse_status: int | None = None) -> None:
+        """Make the push channel ``normal``, ``refuse`` (upgrades answered with HTTP
+        ``refuse_status``, default the configured one) or ``silent`` (connections and
+        subscriptions accepted, no frame sent); ValueError for an unknown mode."""
+        self._api.hub.set_mode(mode, refuse_status)
+
+    @property
+    def socket_mode(self) -> str:
+        return self._api.hub.mode
+
+    def detail_requests(self, taskid: str | int) -> int:
+        """How many ``/Task/Detail`` requests named this task (0 for an unknown id)."""
+        task = self._api.project.tasks.get(int(taskid))
+        return 0 if task is None else task.detail_requests
+
     def set_balance(self, usd: float) -> None:
         self._api.project.balance_micro = to_micro(usd)
 

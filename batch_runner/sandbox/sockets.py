@@ -4,6 +4,10 @@ Status changes happen in timer callbacks, which cannot await, so each connection
 queue and a writer task: publishing is a non-blocking ``put_nowait`` and frames of one
 connection always leave in order. The ``ws_drop`` fault closes a connection instead of
 sending a frame, so a client must resubscribe or fall back to polling.
+
+The channel can also misbehave as a whole (``socket_mode``): ``refuse`` answers the upgrade
+with an HTTP error, ``silent`` accepts connections and subscriptions but sends nothing. The
+``ws_final_withheld`` fault keeps back one task's final frames only.
 """
 
 from __future__ import annotations
@@ -14,13 +18,15 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .config import FaultConfig
+from . import jsonio
+from .config import FaultConfig, check_socket_mode
 from .stats import Counters
-from .tasks import CANCEL, ERROR, OUTPUT, POSTPROCESS_END, SandboxTask
+from .tasks import CANCEL, ERROR, FINAL_FRAMES, OUTPUT, POSTPROCESS_END, SandboxTask
 
 _TEXTS = {
     "task_queue": "Task is in the queue.",
@@ -50,13 +56,20 @@ def message_for(task: SandboxTask, status: str) -> Any:
             "elapsedTime": f"{done:.1f}",
             "remainingTime": f"{max(total - done, 0.0):.1f}",
         }
-        return json.dumps(progress) if task.progress_as_string else progress
+        return jsonio.dumps_text(progress) if task.progress_as_string else progress
     return _TEXTS.get(status, f"Task status: {status}")
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
 
 
 def frame_for(task: SandboxTask, status: str) -> str:
     """A push frame; like the service's, it carries no ``pexit``."""
-    return json.dumps(
+    return jsonio.dumps_text(
         {
             "type": status,
             "id": str(task.id),
@@ -84,6 +97,8 @@ class SocketHub:
         faults: Callable[[], FaultConfig],
         lookup: Callable[[str], SandboxTask | None],
         replay: bool,
+        mode: str = "normal",
+        refuse_status: int = 404,
     ) -> None:
         self._counters = counters
         self._rng = rng
@@ -92,17 +107,41 @@ class SocketHub:
         self._replay = replay
         self._subscribers: dict[str, set[_Connection]] = {}
         self._connections: set[_Connection] = set()
+        self.mode = mode
+        self.refuse_status = refuse_status
+
+    def set_mode(self, mode: str, refuse_status: int | None = None) -> None:
+        """Switch the channel's behaviour (ValueError for an unknown mode or status)."""
+        status = self.refuse_status if refuse_status is None else refuse_status
+        check_socket_mode(mode, status)
+        self.mode, self.refuse_status = mode, status
+
+    def _held_back(self, task: SandboxTask, status: str, subscribers: int) -> bool:
+        """Whether a frame is not sent at all (counted per subscriber)."""
+        if task.ws_final_withheld and status in FINAL_FRAMES:
+            self._counters.ws_frames_withheld += subscribers
+            return True
+        if self.mode == "silent":
+            self._counters.ws_frames_silenced += subscribers
+            return True
+        return False
 
     def publish(self, task: SandboxTask, status: str) -> None:
         """Queue a frame for every subscriber of ``task`` (cheap when there are none)."""
         subscribers = self._subscribers.get(task.token)
-        if not subscribers:
+        if not subscribers or self._held_back(task, status, len(subscribers)):
             return
         frame = frame_for(task, status)
         for connection in subscribers:
             connection.queue.put_nowait(frame)
 
-    async def handle(self, request: web.Request) -> web.WebSocketResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self._counters.ws_upgrades += 1
+        if self.mode == "refuse":
+            self._counters.ws_refused += 1
+            status = self.refuse_status
+            phrase = _phrase(status)
+            return web.Response(status=status, reason=phrase, text=f"{status} {phrase}")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         connection = _Connection(ws)
@@ -141,7 +180,7 @@ class SocketHub:
         self._counters.ws_subscriptions += 1
         connection.tokens.add(token)
         self._subscribers.setdefault(token, set()).add(connection)
-        if self._replay:
+        if self._replay and not self._held_back(task, task.status, 1):
             connection.queue.put_nowait(frame_for(task, task.status))
 
     async def _write(self, connection: _Connection) -> None:

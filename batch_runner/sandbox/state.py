@@ -3,8 +3,9 @@
 Each task advances through its plan (see :mod:`.tasks`) by ``loop.call_later`` timers. One
 callback applies every step that is due, so near-instant tasks cost one or two callbacks
 while still publishing every status to the socket. Money follows the service's rules: a
-task reserves its price while in flight (for the code-97 check) and is charged only when it
-succeeds.
+task reserves its quoted price while in flight (for the code-97 check) and is charged only
+when it succeeds, by its model's prices (:mod:`.pricing`); its outputs are the model's kind
+of file (:mod:`.outputs`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
-from . import media
+from . import jsonio, outputs
 from .config import FaultConfig, SandboxConfig
 from .models import ModelSpec
-from .pricing import concurrency_limit_for, price_micro, to_micro, to_usd
+from .pricing import concurrency_limit_for, to_micro, to_usd
 from .stats import Counters
 from .tasks import (
     CANCEL,
@@ -39,12 +40,14 @@ from .tasks import (
 )
 
 _ALNUM = string.ascii_letters + string.digits
+#: Random bytes to token characters (one table lookup per character, not a choice each).
+_TOKEN_TABLE = bytes(ord(_ALNUM[b % len(_ALNUM)]) for b in range(256))
 _TASK_FAULTS = ("generation_failure", "task_error", "system_cancel")
 FIRST_TASK_ID = 1_000_001
 
 _FAILURE_TEXTS = {
-    "generation_failure": "PixVerse generation failed: upstream returned status 500011 "
-    "(generation error). Traceback: RuntimeError: video generation failed",
+    "generation_failure": "{owner} generation failed: upstream returned status 500011 "
+    "(generation error). Traceback: RuntimeError: generation failed",
     "task_error": "Output folder creation failed",
     "system_cancel": "Task was cancelled by the system: worker lost.",
 }
@@ -63,7 +66,7 @@ def _url_name(name: str) -> str:
 
 def canonical_inputs(parameters: dict[str, str]) -> str:
     """The key for "tasks per distinct input set": canonical JSON of resolved parameters."""
-    return json.dumps(parameters, sort_keys=True, separators=(",", ":"))
+    return jsonio.dumps_sorted(parameters)
 
 
 class Project:
@@ -89,6 +92,7 @@ class Project:
         self._next_id = FIRST_TASK_ID
         self._rng = random.Random(f"{config.seed}/tasks")
         self._ids = random.Random(f"{config.seed}/ids")
+        self._rng_ws = random.Random(f"{config.seed}/ws-final")
 
     # -- admission -------------------------------------------------------------------------
 
@@ -109,13 +113,25 @@ class Project:
     # -- creation --------------------------------------------------------------------------
 
     def token(self, length: int = 30) -> str:
-        return "".join(self._ids.choices(_ALNUM, k=length))
+        return self._ids.randbytes(length).translate(_TOKEN_TABLE).decode()
 
     def hex_id(self) -> str:
         return f"{self._ids.getrandbits(128):032x}"
 
-    def create(self, model: ModelSpec, parameters: dict[str, str]) -> SandboxTask:
-        """Create a queued task and fix its whole future with the seeded RNG."""
+    def create(
+        self,
+        model: ModelSpec,
+        parameters: dict[str, str],
+        price_micro: int,
+        *,
+        file_sources: dict[str, list[dict[str, str]]] | None = None,
+        request_form: str = "",
+    ) -> SandboxTask:
+        """Create a queued task and fix its whole future with the seeded RNG.
+
+        ``price_micro`` is what it reserves while in flight (its quote); ``file_sources``
+        and ``request_form`` say how its inputs arrived (for ``/__sandbox/tasks``).
+        """
         rng, faults, config = self._rng, self.faults, self.config
         low, high = config.run_seconds
         run_seconds = rng.uniform(low, high) if high > low else low
@@ -137,7 +153,7 @@ class Project:
             modelid=model.modelid,
             categories=_categories(model.categories),
             parameters=parameters,
-            price_micro=price_micro(parameters),
+            price_micro=price_micro,
             fault=fault,
             detour=detour,
             queue_seconds=config.queue_seconds,
@@ -145,6 +161,10 @@ class Project:
             params_as_string=as_string,
             progress_as_string=rng.random() < 0.5,
             create_ts=time.time(),
+            spec=model,
+            file_sources=file_sources or None,
+            request_form=request_form,
+            ws_final_withheld=self._rng_ws.random() < faults.ws_final_withheld,
         )
         self._next_id += 1
         task.times[QUEUE] = task.create_ts
@@ -195,7 +215,7 @@ class Project:
             self._finish(task, now)
         elif status in (ERROR, CANCEL):
             self.counters.faults[task.fault] += 1
-            task.debugerror = _FAILURE_TEXTS[task.fault]
+            task.debugerror = self._failure_text(task)
             task.pexit = "1" if status == ERROR else "0"
             if status == CANCEL:
                 task.cancel_ts = now
@@ -210,15 +230,35 @@ class Project:
             task.times.setdefault(status, now)
             self.publish(task, status)
 
+    def _failure_text(self, task: SandboxTask) -> str:
+        owner = task.spec.owner if task.spec is not None else task.model.split("/")[0]
+        return _FAILURE_TEXTS[task.fault].format(owner=owner)
+
     def _finish(self, task: SandboxTask, now: float) -> None:
-        if task.fault == "generation_failure":
+        if task.fault == "generation_failure" or task.spec is None:
             self.counters.faults["generation_failure"] += 1
             task.pexit = "1"
-            task.debugerror = _FAILURE_TEXTS["generation_failure"]
+            task.debugerror = self._failure_text(task)
             task.debugoutput = "Starting generation...\n"
         else:
-            name = self.config.output_name or "0.mp4"
-            size, sha256 = media.output_digest(task.uuid, task.id)
+            self._add_outputs(task, task.spec, now)
+            task.pexit = "0"
+            task.debugoutput = "Starting generation...\nGeneration finished.\n"
+            elapsed = round(now - task.create_ts, 4)  # as the record shows elapsedseconds
+            counts = {k: len(v) for k, v in (task.file_sources or {}).items()}
+            charge = task.spec.pricing.charge(task.parameters, counts, len(task.outputs), elapsed)
+            task.charged_micro = charge
+            self.balance_micro -= charge
+            self.charged_micro += charge
+        self._end(task, POSTPROCESS_END, now)
+
+    def _add_outputs(self, task: SandboxTask, model: ModelSpec, now: float) -> None:
+        kind = model.output.contenttype
+        shape = model.output.shape(task.parameters) if kind == "image/png" else None
+        for index, name in enumerate(model.output.names(task.parameters)):
+            if index == 0 and self.config.output_name:
+                name = self.config.output_name
+            size, sha256 = outputs.digest(kind, shape, task.uuid, task.id, index)
             task.outputs.append(
                 OutputRecord(
                     id=self.hex_id(),
@@ -229,14 +269,11 @@ class Project:
                     sha256=sha256,
                     url=f"{self.origin}/cdn/{task.uuid}/{_url_name(name)}",
                     added_ts=now,
+                    contenttype=kind,
+                    index=index,
+                    shape=shape,
                 )
             )
-            task.pexit = "0"
-            task.debugoutput = "Starting generation...\nGeneration finished.\n"
-            task.charged_micro = task.price_micro
-            self.balance_micro -= task.price_micro
-            self.charged_micro += task.price_micro
-        self._end(task, POSTPROCESS_END, now)
 
     def _end(self, task: SandboxTask, status: str, now: float) -> None:
         if task.handle is not None:
@@ -247,6 +284,8 @@ class Project:
         task.end_ts = now
         self.in_flight -= 1
         self.reserved_micro -= task.price_micro
+        if task.ws_final_withheld:
+            self.counters.faults["ws_final_withheld"] += 1
         self.publish(task, status)
 
     # -- user actions ----------------------------------------------------------------------
@@ -296,14 +335,18 @@ class Project:
                 task.handle = None
 
     def snapshot(self, brief: bool = False) -> dict[str, Any]:
-        """Figures from the task table; ``brief`` leaves out the (large) per-input-set map."""
+        """Figures from the task table. ``detail_requests_per_task`` maps each task id that
+        ``/Task/Detail`` named to how many times; ``brief`` leaves out the two (large) maps,
+        that one and the per-input-set one."""
         tasks = self.tasks.values()
         statuses = Counter(t.status for t in tasks)
+        models = Counter(t.model for t in tasks)
         succeeded = sum(1 for t in tasks if t.outputs)
         duplicates = {k: v for k, v in self.by_inputs.items() if v > 1}
-        figures = {
+        figures: dict[str, Any] = {
             "tasks_created": len(self.tasks),
             "tasks_by_status": dict(statuses),
+            "tasks_by_model": dict(models),
             "tasks_succeeded": succeeded,
             "tasks_per_input_set": dict(self.by_inputs),
             "distinct_input_sets": len(self.by_inputs),
@@ -315,7 +358,12 @@ class Project:
             "money_charged_usd": to_usd(self.charged_micro),
             "balance_usd": to_usd(self.balance_micro),
             "reserved_usd": to_usd(self.reserved_micro),
+            "detail_requests_max": max((t.detail_requests for t in tasks), default=0),
         }
-        if brief:
+        if not brief:
+            figures["detail_requests_per_task"] = {
+                str(t.id): t.detail_requests for t in tasks if t.detail_requests
+            }
+        else:
             del figures["tasks_per_input_set"]
         return figures

@@ -10,7 +10,17 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-API_ENDPOINTS = frozenset({"Task/Detail", "Task/List", "Task/Cancel", "Task/Kill", "File/Upload"})
+API_ENDPOINTS = frozenset(
+    {
+        "Task/Detail",
+        "Task/List",
+        "Task/Cancel",
+        "Task/Kill",
+        "File/Upload",
+        "Tool/Detail",
+        "Tool/List",
+    }
+)
 
 
 def endpoint_of(path: str) -> str:
@@ -34,7 +44,14 @@ def endpoint_of(path: str) -> str:
 
 @dataclass
 class Counters:
-    """Monotonic counters; ``snapshot`` turns them into plain JSON-ready dicts."""
+    """Monotonic counters; ``snapshot`` turns them into plain JSON-ready dicts.
+
+    Socket figures: ``ws_upgrades`` counts upgrade attempts, of which ``ws_connections``
+    were accepted and ``ws_refused`` answered with an HTTP error (``socket_mode="refuse"``);
+    ``ws_frames_sent`` counts frames written, ``ws_frames_withheld`` final frames kept back
+    by the ``ws_final_withheld`` fault and ``ws_frames_silenced`` frames not sent because
+    ``socket_mode="silent"`` (both per subscriber).
+    """
 
     requests: Counter[str] = field(default_factory=Counter)
     responses: defaultdict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -43,8 +60,12 @@ class Counters:
     nonces_rejected: int = 0
     bytes_served: int = 0
     downloads_completed: int = 0
+    ws_upgrades: int = 0
     ws_connections: int = 0
+    ws_refused: int = 0
     ws_frames_sent: int = 0
+    ws_frames_withheld: int = 0
+    ws_frames_silenced: int = 0
     ws_subscriptions: int = 0
     ws_unknown_tokens: int = 0
     uploads: int = 0
@@ -65,8 +86,12 @@ class Counters:
             "nonces_rejected": self.nonces_rejected,
             "bytes_served": self.bytes_served,
             "downloads_completed": self.downloads_completed,
+            "ws_upgrades": self.ws_upgrades,
             "ws_connections": self.ws_connections,
+            "ws_refused": self.ws_refused,
             "ws_frames_sent": self.ws_frames_sent,
+            "ws_frames_withheld": self.ws_frames_withheld,
+            "ws_frames_silenced": self.ws_frames_silenced,
             "ws_subscriptions": self.ws_subscriptions,
             "ws_unknown_tokens": self.ws_unknown_tokens,
             "uploads": self.uploads,

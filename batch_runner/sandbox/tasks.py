@@ -9,10 +9,12 @@ here too, so ``/Task/Detail``, ``/Task/List``, Cancel and Kill answer identicall
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from . import jsonio
+from .models import ModelSpec
 
 QUEUE = "task_queue"
 ACCEPT = "task_accept"
@@ -30,6 +32,9 @@ UNKNOWN_INTERIM = "task_waiting_gpu"
 
 TERMINAL = frozenset({POSTPROCESS_END, CANCEL, ERROR})
 CANCELLABLE = frozenset({QUEUE, ACCEPT})
+#: Push frames that end a task on the socket (the ``ws_final_withheld`` fault keeps them
+#: back): the terminal statuses, and the service's ``task_end`` / ``*_full`` frames.
+FINAL_FRAMES = TERMINAL | frozenset({"task_end", "task_output_full", "task_error_full"})
 
 #: Field names of the per-status timestamps in a task record.
 _TIME_FIELDS = (
@@ -78,7 +83,8 @@ def _unix(ts: float | None) -> str:
 
 @dataclass(slots=True, eq=False)
 class OutputRecord:
-    """One output file of a succeeded task; ``sha256`` is what the sandbox will serve."""
+    """One output file of a succeeded task; ``sha256`` is what the sandbox will serve.
+    ``index`` and ``shape`` say how to draw it again (see :mod:`.outputs`)."""
 
     id: str
     name: str
@@ -88,13 +94,16 @@ class OutputRecord:
     sha256: str
     url: str
     added_ts: float
+    contenttype: str = "video/mp4"
+    index: int = 0
+    shape: tuple[int, int] | None = None
 
     def to_api(self, task_uuid: str) -> dict[str, Any]:
         added = _unix(self.added_ts)
         return {
             "id": self.id,
             "name": self.name,
-            "contenttype": "video/mp4",
+            "contenttype": self.contenttype,
             "parentid": self.parentid,
             "uuid": task_uuid,
             "size": str(self.size),
@@ -141,6 +150,10 @@ class SandboxTask:
     outputs: list[OutputRecord] = field(default_factory=list)
     first_detail_after_end_ts: float | None = None
     detail_requests: int = 0
+    spec: ModelSpec | None = None
+    file_sources: dict[str, list[dict[str, str]]] | None = None  # None: no file inputs
+    request_form: str = ""
+    ws_final_withheld: bool = False
     step_index: int = 0
     loop_t0: float = 0.0
     handle: asyncio.TimerHandle | None = None
@@ -163,7 +176,7 @@ class SandboxTask:
         cost = self.charged_micro / 1_000_000
         parameters: Any = self.parameters
         if self.params_as_string:
-            parameters = json.dumps(self.parameters, separators=(",", ":"))
+            parameters = jsonio.dumps_text(self.parameters)
         record: dict[str, Any] = {
             "id": str(self.id),
             "uuid": self.uuid,
@@ -223,9 +236,18 @@ class SandboxTask:
             "price_usd": self.price_micro / 1_000_000,
             "charged_usd": self.charged_micro / 1_000_000,
             "outputs": [
-                {"name": o.name, "url": o.url, "size": o.size, "sha256": o.sha256}
+                {
+                    "name": o.name,
+                    "url": o.url,
+                    "size": o.size,
+                    "sha256": o.sha256,
+                    "contenttype": o.contenttype,
+                }
                 for o in self.outputs
             ],
             "detail_requests": self.detail_requests,
             "first_detail_after_end_ts": self.first_detail_after_end_ts,
+            "request_form": self.request_form,
+            "file_inputs": {k: [dict(s) for s in v] for k, v in (self.file_sources or {}).items()},
+            "ws_final_withheld": self.ws_final_withheld,
         }

@@ -1,13 +1,17 @@
-"""``/File/Upload``: keep uploaded images in memory and serve them back by URL.
+"""``/File/Upload``: keep uploaded files in memory and serve them back by URL.
 
 The body is read part by part so the 100 MB limit is enforced without buffering a larger
-request first; the answer's URL is what a client passes on as ``inputImageUrl``.
+request first; the answer's URL is what a client passes on as ``inputImageUrl``. Files sent
+straight to ``/Run`` in a file input are stored the same way (:meth:`UploadStore.put`).
+Images, videos and audio are accepted: the file inputs of the catalogue's models take all
+three kinds.
 """
 
 from __future__ import annotations
 
 import hashlib
 import posixpath
+import time
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote
@@ -21,6 +25,15 @@ CONTENT_TYPES = {
     "gif": "image/gif",
     "webp": "image/webp",
     "heic": "image/heic",
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "mp3": "audio/mpeg",
+    "wav": "audio/wav",
+    "m4a": "audio/mp4",
+    "ogg": "audio/ogg",
+    "flac": "audio/flac",
+    "aac": "audio/aac",
 }
 _CHUNK = 256 * 1024
 
@@ -32,6 +45,21 @@ class StoredFile:
     contenttype: str
     data: bytes
     folderid: str
+    added_ts: float
+
+
+def extension_of(name: str) -> str:
+    return name.rsplit(".", 1)[-1].lower() if "." in name else ""
+
+
+def refusal(name: str, data: bytes) -> str | None:
+    """The service's code-0 message for a file it does not take, else None."""
+    if extension_of(name) not in CONTENT_TYPES:
+        allowed = ", ".join(CONTENT_TYPES)
+        return f"File type is not allowed. Allowed file types: {allowed}."
+    if not data:
+        return "Uploaded file is empty."
+    return None
 
 
 class UploadStore:
@@ -78,20 +106,31 @@ class UploadStore:
                 data = b"".join(chunks)
         if not found:
             return "Request parameter [file] required"
-        extension = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-        if extension not in CONTENT_TYPES:
-            allowed = ", ".join(CONTENT_TYPES)
-            return f"File type is not allowed. Allowed file types: {allowed}."
-        if not data:
-            return "Uploaded file is empty."
-        file_id = hashlib.sha256(data + name.encode()).hexdigest()[:32]
-        stored = StoredFile(file_id, name, CONTENT_TYPES[extension], data, folderid)
-        self._files[file_id] = stored
+        message = refusal(name, data)
+        if message is not None:
+            return message
+        stored = self.put(name, data, folderid)
         return {
-            "id": file_id,
+            "id": stored.id,
             "name": name,
             "size": str(len(data)),
             "contenttype": stored.contenttype,
             "folderid": folderid,
-            "url": f"{origin}/files/{file_id}/{quote(name, safe='')}",
+            "parentid": folderid,
+            "addedtime": str(int(stored.added_ts)),
+            "accesskey": stored.id[:30],
+            "url": self.url_of(stored, origin),
         }
+
+    def put(self, name: str, data: bytes, folderid: str = "") -> StoredFile:
+        """Store a file (already checked with :func:`refusal`); the same bytes under the
+        same name get the same id, so a re-sent file has the same URL."""
+        file_id = hashlib.sha256(data + name.encode()).hexdigest()[:32]
+        contenttype = CONTENT_TYPES[extension_of(name)]
+        stored = StoredFile(file_id, name, contenttype, data, folderid, time.time())
+        self._files[file_id] = stored
+        return stored
+
+    @staticmethod
+    def url_of(stored: StoredFile, origin: str) -> str:
+        return f"{origin}/files/{stored.id}/{quote(stored.name, safe='')}"

@@ -19,6 +19,7 @@ import aiohttp
 import orjson
 
 from ..errors import (
+    NotFoundError,
     ProtocolError,
     TransportError,
     UsageError,
@@ -197,12 +198,16 @@ class WiroClient:
             max_bytes=self.max_json_bytes,
         )
 
-    async def run(self, model: str, inputs: Mapping[str, str]) -> Submission:
-        """Start a task. On error, ``may_have_created`` says whether it may exist anyway."""
+    async def run(self, model: str, inputs: Mapping[str, str | list[str]]) -> Submission:
+        """Start a task. On error, ``may_have_created`` says whether it may exist anyway.
+
+        A list value (the URLs of a ``combinefileinput``) is sent as a JSON list, so inputs
+        holding one go as a JSON body whatever ``body_format`` says."""
         if not model or model.count("/") != 1 or any(c in model for c in "?#% "):
             raise UsageError(f"A model is named 'owner/name', not {model!r}.")
         endpoint = f"/Run/{model}"
-        if self.body_format == "multipart":
+        has_list = any(isinstance(v, list) for v in inputs.values())
+        if self.body_format == "multipart" and not has_list:
             # A FormData of text fields only would go out urlencoded: build the multipart body
             # the API page documents explicitly (works on every aiohttp 3.x).
             form = aiohttp.MultipartWriter("form-data")
@@ -305,8 +310,51 @@ class WiroClient:
         payload = self._task_key(taskid, tasktoken, "socketaccesstoken")
         return await self._one_task("/Task/Kill", payload, taskid or None, tasktoken or None)
 
+    async def tool_detail(self, model: str) -> dict[str, Any]:
+        """The tool record of ``owner/name`` from ``/Tool/Detail``, unchecked (the caller
+        validates its shape); NotFoundError when the service has no such model."""
+        owner, _, project = model.partition("/")
+        endpoint = "/Tool/Detail"
+        body = await self._post(endpoint, json_body={"slugowner": owner, "slugproject": project})
+        tools = body.get("tool")
+        if isinstance(tools, dict):
+            tools = [tools]
+        if tools in (None, []):
+            raise NotFoundError(f"{endpoint} knows no model {model!r}.", endpoint=endpoint)
+        if not isinstance(tools, list) or not isinstance(tools[0], dict):
+            raise ProtocolError(f"{endpoint} answered a tool that is not an object.",
+                                endpoint=endpoint)  # fmt: skip
+        first: dict[str, Any] = tools[0]
+        return first
+
+    async def tool_list(
+        self,
+        *,
+        search: str = "",
+        start: int = 0,
+        limit: int = 20,
+        categories: list[str] | None = None,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """One page of the model catalogue (``/Tool/List``, summary records): the total
+        count and the records, unchecked."""
+        payload: dict[str, Any] = {
+            "start": str(start), "limit": str(max(1, min(limit, 100))), "search": search,
+            "categories": list(categories or []), "sort": "", "order": "DESC", "summary": True,
+        }  # fmt: skip
+        body = await self._post("/Tool/List", json_body=payload)
+        tools = body.get("tool")
+        if tools is None:
+            tools = []
+        if not isinstance(tools, list):
+            raise ProtocolError("/Tool/List answered a tool list that is not a list.",
+                                endpoint="/Tool/List")  # fmt: skip
+        records = [t for t in tools if isinstance(t, dict)]
+        total = as_int(body.get("total"))
+        return (total if total is not None else len(records)), records
+
     async def upload(self, path: Path) -> UploadedFile:
-        """Upload a local file through ``/File/Upload``; its URL goes into ``inputImageUrl``."""
+        """Upload a local file through ``/File/Upload``; its URL is what a file input (or
+        ``inputImageUrl``) takes."""
         path = Path(path)
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         data = path.read_bytes()

@@ -104,7 +104,10 @@ def as_parameters(value: Any) -> dict[str, str]:
             return {}
     if not isinstance(value, dict):
         return {}
-    return {str(k): as_str(v) for k, v in value.items()}
+    return {
+        str(k): json.dumps(v, separators=(",", ":")) if isinstance(v, list | dict) else as_str(v)
+        for k, v in value.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ Built on tenacity; task code never sleeps or loops on errors itself.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -119,8 +120,19 @@ class RetryPolicy:
 
         The last error is re-raised unchanged, so callers still see the class that says
         what to do. ``on_retry(error, attempt, delay)`` is told about each retry.
+
+        The first attempt runs bare: the retry machinery (tenacity's state, its stop and wait
+        strategies) is built only once a call has failed in a way worth retrying, so the
+        happy path of thousands of calls per second costs one await.
         """
         predicate = retry_if or self.is_retryable
+        started = time.monotonic()
+        try:
+            return await fn()
+        except Exception as exc:
+            if self.max_attempts <= 1 or not predicate(exc):
+                raise
+            first: list[BaseException] = [exc]
 
         def before_sleep(state: RetryCallState) -> None:
             if on_retry is not None and state.outcome is not None:
@@ -129,9 +141,11 @@ class RetryPolicy:
                     delay = state.next_action.sleep if state.next_action else 0.0
                     on_retry(exc, state.attempt_number, delay)
 
+        spent = time.monotonic() - started
         retrying = AsyncRetrying(
             stop=stop_any(
-                stop_after_attempt(self.max_attempts), _StopBeforeOverrun(self.max_elapsed)
+                stop_after_attempt(self.max_attempts),
+                _StopBeforeOverrun(max(0.0, self.max_elapsed - spent)),
             ),
             wait=self._wait,
             retry=retry_if_exception(predicate),
@@ -140,9 +154,11 @@ class RetryPolicy:
         )
 
         async def attempt() -> T:
-            # tenacity awaits only what it recognises as a coroutine *function*; a lambda or
-            # partial returning an awaitable would come back as an un-awaited coroutine,
-            # unretried. Wrapping makes every Callable[[], Awaitable[T]] work.
+            # Attempt 1 already happened above: hand its error to tenacity, which then waits
+            # and retries. (tenacity awaits only what it recognises as a coroutine *function*;
+            # wrapping makes every Callable[[], Awaitable[T]] work.)
+            if first:
+                raise first.pop()
             return await fn()
 
         result: T = await retrying(attempt)
