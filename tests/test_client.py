@@ -815,3 +815,24 @@ def test_socket_url_defaults_only_for_wiros_own_api() -> None:
     assert custom.socket_url == ""  # polling: never send a stand-in's tokens to Wiro
     explicit = WiroClient("k", base_url="http://127.0.0.1:9/v1", socket_url="ws://127.0.0.1:9/s")
     assert explicit.socket_url == "ws://127.0.0.1:9/s"
+
+
+async def test_multipart_body_survives_values_that_look_like_framing(hostile: Hostile) -> None:
+    """Values with line breaks, dashes and a would-be boundary arrive intact, in one part
+    each; the whole body leaves in one piece."""
+    from batch_runner.wiro.client import multipart_text_fields
+
+    seen: list[dict[str, Any]] = []
+
+    async def run(request: web.Request) -> web.StreamResponse:
+        seen.append(dict(await request.post()))
+        return web.json_response(
+            {"errors": [], "taskid": "9", "socketaccesstoken": "t", "result": True}
+        )
+
+    tricky = {**INPUTS, "prompt": "line one\r\n--\r\n--boundary--\r\n\r\nContent-Disposition: x"}
+    assert (await (await hostile({f"/Run/{MODEL}": run})).run(MODEL, tricky)).taskid == "9"
+    assert seen == [tricky]
+    body, ctype = multipart_text_fields({"a": "x", 'we"ird\nname': "y"})
+    boundary = ctype.split("boundary=", 1)[1]
+    assert body.count(boundary.encode()) == 3 and b'name="we%22ird%0Aname"' in body

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,23 @@ DEFAULT_SOCKET_URL = "wss://socket.wiro.ai/v1"
 
 #: Largest JSON answer read into memory; anything longer is a hostile or broken reply.
 MAX_JSON_BYTES = 16 * 1024 * 1024
+
+
+def multipart_text_fields(fields: Mapping[str, str]) -> tuple[bytes, str]:
+    """A ``multipart/form-data`` body of text fields, and its Content-Type, as ``curl -F``
+    sends them. Field names are escaped the way browsers do (``"`` and line breaks); the
+    boundary is random and checked against every value, so no value can end a part early."""
+    while True:
+        boundary = secrets.token_hex(16)
+        if not any(boundary in value for value in fields.values()):
+            break
+    head = f"--{boundary}\r\nContent-Disposition: form-data; name=\""
+    parts = []
+    for name, value in fields.items():
+        safe = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
+        parts.append(f'{head}{safe}"\r\n\r\n{value}\r\n')
+    parts.append(f"--{boundary}--\r\n")
+    return "".join(parts).encode("utf-8"), f"multipart/form-data; boundary={boundary}"
 
 
 class WiroClient:
@@ -157,12 +175,15 @@ class WiroClient:
         *,
         json_body: Mapping[str, Any] | None = None,
         form: aiohttp.FormData | aiohttp.MultipartWriter | None = None,
+        body: tuple[bytes, str] | None = None,
         creates_task: bool = False,
     ) -> dict[str, Any]:
         """POST to ``endpoint`` and return the JSON object of a successful answer."""
         url = self.base_url + endpoint
         kwargs: dict[str, Any] = {"headers": self.auth_headers()}
-        if form is not None:
+        if body is not None:
+            kwargs["data"], kwargs["headers"]["Content-Type"] = body
+        elif form is not None:
             kwargs["data"] = form
         else:
             kwargs["data"] = orjson.dumps(dict(json_body or {}))
@@ -208,13 +229,10 @@ class WiroClient:
         endpoint = f"/Run/{model}"
         has_list = any(isinstance(v, list) for v in inputs.values())
         if self.body_format == "multipart" and not has_list:
-            # A FormData of text fields only would go out urlencoded: build the multipart body
-            # the API page documents explicitly (works on every aiohttp 3.x).
-            form = aiohttp.MultipartWriter("form-data")
-            for key, value in inputs.items():
-                part = form.append(str(value))
-                part.set_content_disposition("form-data", name=key)
-            body = await self._post(endpoint, form=form, creates_task=True)
+            # The multipart/form-data body the API page documents, encoded at once: one
+            # write on the socket instead of one per part (aiohttp's MultipartWriter).
+            encoded = multipart_text_fields({k: str(v) for k, v in inputs.items()})
+            body = await self._post(endpoint, body=encoded, creates_task=True)
         else:
             body = await self._post(endpoint, json_body=dict(inputs), creates_task=True)
         taskid = str(body.get("taskid") or "").strip()
