@@ -34,7 +34,14 @@ from ..errors import (
     UnsafeDownloadError,
 )
 from ..ledger.layout import PARTIAL_DIR
-from .naming import check_relative, ext_for, inside, output_paths, safe_name
+from .naming import (
+    check_relative,
+    ext_for,
+    inside,
+    output_paths,
+    resolved_folder,
+    safe_name,
+)
 
 if TYPE_CHECKING:
     from hashlib import _Hash
@@ -140,14 +147,25 @@ class _Download:
     hasher: _Hash = field(default_factory=hashlib.sha256)
     discard: bool = False  # delete the part on exit: its bytes are known to be wrong
     busy: Future[object] | None = None  # the file step running in the I/O pool, if any
+    tail: bytes = b""  # the body's last bytes, written by _install
 
-    def _open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def open(self) -> bool:
+        """Open (or create) the part, on the event loop: a create and a stat. True when an
+        earlier run left bytes in it that must be rehashed (:meth:`_rehash`, off the loop)."""
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
-        self.fd = os.open(self.path, flags, 0o644)
-        if os.fstat(self.fd).st_size > self.bound:  # cannot be a prefix of what we expect
+        try:
+            self.fd = os.open(self.path, flags, 0o644)
+        except FileNotFoundError:  # the first download of the folder, or .partial was removed
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.fd = os.open(self.path, flags, 0o644)
+        held = os.fstat(self.fd).st_size
+        if held > self.bound:  # cannot be a prefix of what we expect
             os.ftruncate(self.fd, 0)
-        with os.fdopen(os.dup(self.fd), "rb") as fh:  # rehash what an earlier run left
+            held = 0
+        return held > 0
+
+    def _rehash(self) -> None:
+        with os.fdopen(os.dup(self.fd), "rb") as fh:  # hash what an earlier run left
             self.hasher = hashlib.file_digest(fh, "sha256")
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
 
@@ -156,16 +174,22 @@ class _Download:
         os.lseek(self.fd, 0, os.SEEK_SET)
         self.size, self.hasher = 0, hashlib.sha256()
 
-    def _install(self, out_dir: Path, final: Path) -> None:
+    def _install(self, out_dir: Path, rel: str, final: Path, tail: bytes) -> None:
+        """The last bytes, then fsync, rename into place and fsync the folders: one trip to
+        the I/O pool for a small output's whole life."""
+        if tail:
+            _write_hashed(self.fd, tail, self.hasher)
         os.fsync(self.fd)
         os.close(self.fd)
         self.fd = -1
-        final.parent.mkdir(parents=True, exist_ok=True)
-        inside(out_dir, final.relative_to(out_dir.resolve()).as_posix())  # re-check symlinks
+        base = resolved_folder(out_dir)
+        if final.parent != base:
+            final.parent.mkdir(parents=True, exist_ok=True)
+        inside(out_dir, rel)  # re-check symlinks just before the rename
         os.replace(self.path, final)
         fsync_dir(final.parent)
-        if final.parent != out_dir.resolve():
-            fsync_dir(out_dir.resolve())
+        if final.parent != base:
+            fsync_dir(base)
 
     def close(self) -> None:
         """Close the part (deleting it when worthless) once no file step is running: closing
@@ -281,7 +305,9 @@ class _Download:
 
         Reads of up to ``chunk`` bytes are joined into writes of at least ``chunk`` bytes, each
         written and hashed in one thread hop: measured on a 512 MiB local body this beats both
-        per-chunk aiofiles writes and a bytearray buffer (which copies every byte twice).
+        per-chunk aiofiles writes and a bytearray buffer (which copies every byte twice). What
+        is left under ``chunk`` at the end stays in :attr:`tail` for :meth:`_install` to
+        write, so a small output costs one thread hop in all.
         """
         pending: list[bytes] = []
         held = 0
@@ -308,7 +334,7 @@ class _Download:
                 f"{self.rel}: the download {why} after {self.size} bytes; "
                 "the partial file is kept for resume"
             ) from exc
-        await self.write(pending)
+        self.tail = pending[0] if len(pending) == 1 else b"".join(pending)
 
 
 async def download_verified(
@@ -343,11 +369,18 @@ async def download_verified(
         session, url, allow_http, part, rel_path, expected_size, bound, chunk_size, read_timeout
     )
     try:
-        await dl.call(dl._open)
+        try:
+            if dl.open():
+                await dl.call(dl._rehash)
+        except OSError as exc:
+            raise DownloadError(f"cannot write {rel_path}: {exc.strerror or exc}") from exc
         await dl.fetch()
-        if expected_size is not None and dl.size != expected_size:
-            raise IntegrityError(f"{rel_path}: received {dl.size} bytes, expected {expected_size}")
-        await dl.call(dl._install, out_dir, final)
-        return DownloadResult(rel_path, dl.size, dl.hasher.hexdigest())
+        received = dl.size + len(dl.tail)
+        if expected_size is not None and received != expected_size:
+            await dl.write([dl.tail])  # kept for a resume, as every byte received is
+            raise IntegrityError(f"{rel_path}: received {received} bytes, expected {expected_size}")
+        await dl.call(dl._install, out_dir, rel_path, final, dl.tail)
+        dl.size = received
+        return DownloadResult(rel_path, received, dl.hasher.hexdigest())
     finally:
         dl.close()

@@ -8,8 +8,11 @@ every path is checked to stay inside the folder, symlinks included.
 
 from __future__ import annotations
 
+import functools
+import os
 import posixpath
 import re
+import stat
 import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
@@ -121,9 +124,34 @@ def check_relative(rel_path: str) -> str:
 
 
 def inside(out_dir: Path, rel_path: str) -> Path:
-    """``out_dir/rel_path``, after checking that it resolves (symlinks included) inside."""
-    base = out_dir.resolve()
-    target = (base / rel_path).resolve()
-    if target == base or not target.is_relative_to(base):
-        raise UnsafeDownloadError(f"refusing output path {rel_path!r}: it resolves outside {base}")
+    """``out_dir/rel_path``, after checking that it resolves (symlinks included) inside.
+
+    The folder itself is resolved once per process (:func:`resolved_folder`); below it only
+    the path's own components are looked at (one ``lstat`` each, usually one or two), and a
+    symlink among them is followed and must still land inside. Thousands of outputs a
+    minute would otherwise resolve the whole path from ``/`` several times each.
+    """
+    base = resolved_folder(out_dir)
+    here = base
+    for part in rel_path.split("/"):
+        here = here / part
+        try:
+            mode = os.lstat(here).st_mode
+        except FileNotFoundError:
+            break  # nothing below can exist yet: it will be created as a plain file or folder
+        if stat.S_ISLNK(mode):
+            target = here.resolve()
+            if target == base or not target.is_relative_to(base):
+                raise UnsafeDownloadError(
+                    f"refusing output path {rel_path!r}: it resolves outside {base}"
+                )
+    target = base / rel_path
+    if target == base:
+        raise UnsafeDownloadError(f"refusing output path {rel_path!r}: it is the folder itself")
     return target
+
+
+@functools.lru_cache(maxsize=64)
+def resolved_folder(out_dir: Path) -> Path:
+    """``out_dir`` with every symlink resolved (cached: a run's folder does not move)."""
+    return out_dir.resolve()
