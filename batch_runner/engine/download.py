@@ -149,34 +149,49 @@ class _Download:
     busy: Future[object] | None = None  # the file step running in the I/O pool, if any
     tail: bytes = b""  # the body's last bytes, written by _install
 
-    def open(self) -> bool:
-        """Open (or create) the part, on the event loop: a create and a stat. True when an
-        earlier run left bytes in it that must be rehashed (:meth:`_rehash`, off the loop)."""
+    def held(self) -> int:
+        """Bytes an earlier run left in the part (a stat on the loop; 0 when there is none).
+        The part itself is created only when bytes are written (:meth:`_ensure_open`)."""
+        try:
+            return os.stat(self.path).st_size
+        except FileNotFoundError:
+            return 0
+
+    def _ensure_open(self) -> None:
+        """Open (or create) the part; in the I/O pool, with the write that needs it."""
+        if self.fd >= 0:
+            return
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
         try:
             self.fd = os.open(self.path, flags, 0o644)
         except FileNotFoundError:  # the first download of the folder, or .partial was removed
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(self.path, flags, 0o644)
-        held = os.fstat(self.fd).st_size
-        if held > self.bound:  # cannot be a prefix of what we expect
-            os.ftruncate(self.fd, 0)
-            held = 0
-        return held > 0
 
-    def _rehash(self) -> None:
-        with os.fdopen(os.dup(self.fd), "rb") as fh:  # hash what an earlier run left
+    def _resume(self) -> None:
+        """Take up what an earlier run left: hash it (a part longer than expected cannot be a
+        prefix of the file and starts again from zero)."""
+        self._ensure_open()
+        if os.fstat(self.fd).st_size > self.bound:
+            os.ftruncate(self.fd, 0)
+        with os.fdopen(os.dup(self.fd), "rb") as fh:
             self.hasher = hashlib.file_digest(fh, "sha256")
         self.size = os.lseek(self.fd, 0, os.SEEK_END)
 
+    def _write(self, data: bytes) -> None:
+        self._ensure_open()
+        _write_hashed(self.fd, data, self.hasher)
+
     def _restart(self) -> None:
-        os.ftruncate(self.fd, 0)
-        os.lseek(self.fd, 0, os.SEEK_SET)
+        if self.fd >= 0:
+            os.ftruncate(self.fd, 0)
+            os.lseek(self.fd, 0, os.SEEK_SET)
         self.size, self.hasher = 0, hashlib.sha256()
 
     def _install(self, out_dir: Path, rel: str, final: Path, tail: bytes) -> None:
         """The last bytes, then fsync, rename into place and fsync the folders: one trip to
         the I/O pool for a small output's whole life."""
+        self._ensure_open()
         if tail:
             _write_hashed(self.fd, tail, self.hasher)
         os.fsync(self.fd)
@@ -229,7 +244,7 @@ class _Download:
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         if data:
-            await self.call(_write_hashed, self.fd, data, self.hasher)
+            await self.call(self._write, data)
             self.size += len(data)
 
     def too_long(self, what: str) -> DownloadError:
@@ -369,11 +384,8 @@ async def download_verified(
         session, url, allow_http, part, rel_path, expected_size, bound, chunk_size, read_timeout
     )
     try:
-        try:
-            if dl.open():
-                await dl.call(dl._rehash)
-        except OSError as exc:
-            raise DownloadError(f"cannot write {rel_path}: {exc.strerror or exc}") from exc
+        if dl.held():
+            await dl.call(dl._resume)
         await dl.fetch()
         received = dl.size + len(dl.tail)
         if expected_size is not None and received != expected_size:
