@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import batch_runner
 from batch_runner.engine import download as dl
@@ -621,3 +623,26 @@ async def test_disk_full_real_limit_then_resume(
     assert 0 < part_of(tmp_path).stat().st_size <= 100_000
     res = await fetch(session, host.base + "/file", tmp_path)  # space is back: resumes
     assert res.sha256 == SHA and host.log[-1][1] is not None
+
+
+async def test_a_symlink_at_the_final_name_is_replaced_not_followed(
+    host: _Host, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    victim = elsewhere / "victim.txt"
+    victim.write_text("keep me")
+    (out / "job.mp4").symlink_to(victim)
+    result = await fetch(session, host.base + "/file", out, "job.mp4")
+    assert victim.read_text() == "keep me"
+    assert not (out / "job.mp4").is_symlink() and (out / "job.mp4").read_bytes() == DATA
+    assert result.sha256 == SHA
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=120))
+def test_the_fast_name_check_agrees_with_the_full_one(name: str) -> None:
+    from batch_runner.engine import naming
+
+    assert naming._clean(name) == naming._sanitise(name)

@@ -48,8 +48,24 @@ def safe_name(name: str, *, fallback: str) -> str:
     return _clean(name) or _clean(fallback) or "file"
 
 
+#: Names that sanitising leaves as they are (job ids, "0.mp4"): checked by one regex rather
+#: than character by character. Anything else takes the full path of :func:`_sanitise`.
+_PLAIN = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9._-]{0,98}[A-Za-z0-9_-])?")
+
+
 def _clean(name: str) -> str:
     """The sanitised form of ``name``; "" when nothing usable is left."""
+    if (
+        _PLAIN.fullmatch(name)
+        and ".." not in name
+        and name.split(".")[0].lower() not in _WINDOWS_RESERVED
+    ):
+        return name
+    return _sanitise(name)
+
+
+def _sanitise(name: str) -> str:
+    """:func:`_clean` for any name: normalised, one component, no control characters."""
     text = unicodedata.normalize("NFC", name)
     parts = [p for p in re.split(r"[/\\]", text) if p.strip(". ")]
     text = parts[-1] if parts else ""
@@ -132,23 +148,36 @@ def inside(out_dir: Path, rel_path: str) -> Path:
     minute would otherwise resolve the whole path from ``/`` several times each.
     """
     base = resolved_folder(out_dir)
+    *folders, _name = rel_path.split("/")
+    # The last component needs no look: the part is opened with O_NOFOLLOW and the final
+    # rename replaces a symlink there rather than following it. Folders above it are looked
+    # at until one proves to be a real folder (then remembered: they are the runner's own,
+    # ``.partial`` or ``<job id>/``).
     here = base
-    for part in rel_path.split("/"):
+    for part in folders:
         here = here / part
+        if here in _REAL_FOLDERS:
+            continue
         try:
             mode = os.lstat(here).st_mode
         except FileNotFoundError:
-            break  # nothing below can exist yet: it will be created as a plain file or folder
+            break  # nothing below can exist yet: it will be created as a plain folder
         if stat.S_ISLNK(mode):
             target = here.resolve()
             if target == base or not target.is_relative_to(base):
                 raise UnsafeDownloadError(
                     f"refusing output path {rel_path!r}: it resolves outside {base}"
                 )
+        elif stat.S_ISDIR(mode) and len(_REAL_FOLDERS) < 100_000:
+            _REAL_FOLDERS.add(here)
     target = base / rel_path
     if target == base:
         raise UnsafeDownloadError(f"refusing output path {rel_path!r}: it is the folder itself")
     return target
+
+
+#: Folders below an output folder seen to be real folders, not symlinks.
+_REAL_FOLDERS: set[Path] = set()
 
 
 @functools.lru_cache(maxsize=64)
