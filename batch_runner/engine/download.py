@@ -328,8 +328,9 @@ class _Download:
         held = 0
         try:
             while True:
-                async with asyncio.timeout(self.timeout):
-                    chunk = await resp.content.read(self.chunk)
+                # A stall is aiohttp's sock_read timeout (set in get()), restarted by every
+                # read: no timer of our own per chunk.
+                chunk = await resp.content.read(self.chunk)
                 if not chunk:
                     break
                 if self.size + held + len(chunk) > self.bound:

@@ -51,6 +51,9 @@ class Outputs:
         self.gone: set[str] = set()
         #: told the id of each job whose outputs are all saved (the publisher's queue)
         self.on_success: Callable[[str], None] | None = None
+        #: most finished jobs left waiting before new submissions pause (:meth:`room`)
+        self.backlog = max(64, 4 * ctx.options.download_concurrency)
+        self._room = asyncio.Event()
 
     def enqueue(self, job_id: str) -> None:
         self.queue.put_nowait(job_id)
@@ -60,6 +63,17 @@ class Outputs:
         """Finished jobs whose files are not fetched yet."""
         return self.queue.qsize()
 
+    async def room(self) -> None:
+        """Return once at most :attr:`backlog` finished jobs wait for their downloads.
+
+        Backpressure: no new paid task while finished ones wait (their URLs live for a
+        limited time). Waiting submitters sleep on one event that a download worker sets as
+        it takes a job below the mark; no polling.
+        """
+        while self.queue.qsize() > self.backlog:
+            self._room.clear()
+            await self._room.wait()
+
     def finish(self, workers: int) -> None:
         """Tell ``workers`` download workers to stop once the queue is drained."""
         for _ in range(workers):
@@ -68,6 +82,8 @@ class Outputs:
     async def worker(self) -> None:
         while True:
             job_id = await self.queue.get()
+            if self.queue.qsize() <= self.backlog:
+                self._room.set()
             if job_id is None:
                 return
             await self.download_job(job_id)

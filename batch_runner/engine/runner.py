@@ -258,14 +258,11 @@ class Runner:
     async def _worker(self, stages: _Stages, work: Iterator[tuple[str, str]]) -> None:
         """Take jobs one at a time; each holds a slot while its task is on the service."""
         ctx = stages.ctx
-        backlog = max(64, 4 * self.options.download_concurrency)
         for kind, job_id in work:
             if kind == "submit" and ctx.stopping:
                 continue
-            # Backpressure: no new paid task while finished ones wait to be downloaded
-            # (their URLs live for a limited time).
-            while kind == "submit" and stages.outputs.waiting > backlog:
-                await asyncio.sleep(0.05)
+            if kind == "submit":
+                await stages.outputs.room()  # no new paid task while downloads lag behind
             await ctx.gate.acquire()
             try:
                 await self._process(stages, kind, job_id)
