@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 #: Mode of files that may hold task tokens or other secrets.
 PRIVATE_MODE = 0o600
@@ -34,6 +36,39 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class DirSync:
+    """fsync directories with group commit: one fsync covers every rename into the folder
+    that finished before it began, so concurrent downloads share it (as the ledger's
+    writes share one journal fsync). Thread-safe; call :meth:`after_rename` from the thread
+    that renamed, once the rename has returned."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        #: per folder: [renames asked about, renames covered by an fsync, callers inside, gate]
+        self._folders: dict[Path, list[Any]] = {}
+
+    def after_rename(self, directory: Path) -> None:
+        with self._lock:
+            entry = self._folders.setdefault(directory, [0, 0, 0, threading.Lock()])
+            entry[0] += 1
+            entry[2] += 1
+            mine = entry[0]
+        try:
+            with entry[3]:
+                with self._lock:
+                    if entry[1] >= mine:
+                        return  # an fsync that began after our rename has covered it
+                    upto = entry[0]
+                fsync_dir(directory)
+                with self._lock:
+                    entry[1] = max(entry[1], upto)
+        finally:
+            with self._lock:
+                entry[2] -= 1
+                if entry[2] == 0 and entry[1] >= entry[0]:  # nobody inside: forget it
+                    self._folders.pop(directory, None)
 
 
 def create_private(path: Path, *, append: bool) -> int:

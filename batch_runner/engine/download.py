@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from .._files import fsync_dir, write_all
+from .._files import DirSync, write_all
 from ..errors import (
     DiskFullError,
     DownloadError,
@@ -63,6 +63,10 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errn
 # Headers a download session may carry by default; anything else could be a credential.
 _HARMLESS_HEADERS = frozenset({"user-agent", "accept", "accept-language"})
 # File steps run here rather than through asyncio.to_thread so that close() can wait for one.
+#: Renames of outputs share directory fsyncs (group commit).
+_DIR_SYNC = DirSync()
+#: The file's bytes and size on disk, without its times (fdatasync where there is one).
+_datasync = getattr(os, "fdatasync", os.fsync)
 _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batch-runner-download")
 
 
@@ -194,7 +198,7 @@ class _Download:
         self._ensure_open()
         if tail:
             _write_hashed(self.fd, tail, self.hasher)
-        os.fsync(self.fd)
+        _datasync(self.fd)
         os.close(self.fd)
         self.fd = -1
         base = resolved_folder(out_dir)
@@ -202,9 +206,9 @@ class _Download:
             final.parent.mkdir(parents=True, exist_ok=True)
         inside(out_dir, rel)  # re-check symlinks just before the rename
         os.replace(self.path, final)
-        fsync_dir(final.parent)
+        _DIR_SYNC.after_rename(final.parent)
         if final.parent != base:
-            fsync_dir(base)
+            _DIR_SYNC.after_rename(base)
 
     def close(self) -> None:
         """Close the part (deleting it when worthless) once no file step is running: closing

@@ -115,7 +115,11 @@ class Follower:
             outputs = tuple(
                 RemoteOutput(o.name, o.url, o.size, o.contenttype) for o in task.outputs
             )
-            await ctx.record(TaskDone(job=job_id, outputs=outputs, cost=cost, taskid=task.id))
+            # Not waited for: if it is lost, the next run follows the task by its durable id
+            # and learns the same; the first output_saved after it syncs it anyway.
+            await ctx.record(
+                TaskDone(job=job_id, outputs=outputs, cost=cost, taskid=task.id), durable=False
+            )
             return Verdict.DOWNLOAD
         reason = task.failure_reason()
         record = ctx.record_of(job_id)

@@ -134,7 +134,9 @@ class Outputs:
             ctx.stop(f"downloads keep failing ({exc.message}); re-run to resume them")
             ctx.say("error", job_id, exc.message, level="error")
             return
-        await ctx.record(JobSucceeded(job=job_id), note=f"saved {', '.join(paths)}")
+        # Not waited for: every output_saved before it is durable, and a job whose outputs
+        # are all recorded is declared succeeded again by the next run if this line is lost.
+        await ctx.record(JobSucceeded(job=job_id), note=f"saved {', '.join(paths)}", durable=False)
         if self.on_success is not None:
             self.on_success(job_id)
 

@@ -47,7 +47,7 @@ def multipart_text_fields(fields: Mapping[str, str]) -> tuple[bytes, str]:
         boundary = secrets.token_hex(16)
         if not any(boundary in value for value in fields.values()):
             break
-    head = f"--{boundary}\r\nContent-Disposition: form-data; name=\""
+    head = f'--{boundary}\r\nContent-Disposition: form-data; name="'
     parts = []
     for name, value in fields.items():
         safe = name.replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
