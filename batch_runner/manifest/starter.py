@@ -304,8 +304,8 @@ def _file_facts(spec: ModelSpec, item: InputItem) -> list[str]:
     facts = [text + "; local files are checked and uploaded once"]
     alias = item.url_field
     if alias != item.name and alias in spec.properties:
-        urls = "http(s) URLs, comma-separated or as a list" if several else "an http(s) URL"
-        facts.append(f"written as {alias}, it takes {urls} only")
+        urls = "http(s) URLs only, comma-separated or as a list" if several else "a URL only"
+        facts.append(f"written as {alias}: {urls}")
     if spec.image_input == item.name:
         facts.append("'image: FILE' fills it too")
     return facts
