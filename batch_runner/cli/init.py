@@ -23,7 +23,7 @@ def register(subparsers: Any) -> None:
         description=(
             "Write a starter manifest for a model, valid as written: an example job from the "
             "model's own examples, every input shown with its type, default, allowed values "
-            "and limits, and beside it PATH's .schema.json, a JSON Schema of manifests for "
+            "and limits, and beside it <name>.schema.json, a JSON Schema of manifests for "
             "this model that the manifest's first line points editors to (completion and "
             "checks as you type). Existing files are never replaced without --force."
         ),

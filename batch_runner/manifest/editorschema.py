@@ -23,8 +23,9 @@ from typing import Any
 
 from ..models.definition import ModelDefinition
 from ..models.schema import RESERVED, derive_schema
+from .describe import notes
+from .samples import native
 from .spec import spec_for
-from .starter import native, notes
 
 #: Keywords whose value is a map of names to schemas (names are kept as they are).
 _NAMED = ("properties", "patternProperties", "$defs", "dependentSchemas")

@@ -11,48 +11,39 @@ inputs what they take. Choices and numbers go in ``defaults`` (shared settings),
 files in the job (what changes from job to job).
 
 :func:`starter_text` renders the plan as YAML. Text from the record (titles, descriptions,
-placeholders, examples) is hostile input: comments are cut to one line of printable text and
-values are written by PyYAML's emitter, so nothing in a record can add a key or a line.
+placeholders, examples) is hostile input: comments are cut to one line of printable text
+(:mod:`.describe`) and values are written by PyYAML's emitter (:mod:`.samples`), so nothing
+in a record can add a key or a line.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import textwrap
-import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
-
-import yaml
 
 from ..models.definition import ModelDefinition
 from ..models.items import InputItem
 from ..models.schema import CALLBACK, RESERVED, derive_schema
-from .spec import ModelSpec, file_entries, is_url, spec_for
+from .describe import clean, notes
+from .samples import examples, native, placeholders, render, scalar, shown_value, stand_in
+from .spec import ModelSpec, spec_for
 
 #: Longest comment line written (the values' own lines may be longer).
 WIDTH = 96
-#: Most allowed values listed in a comment (the rest are counted).
-MAX_LISTED = 24
-#: Characters kept of one description from the record.
-MAX_NOTE = 400
-_SAMPLE_FILES = {"image": ("images", "png"), "video": ("videos", "mp4"), "audio": ("audio", "wav")}
 
 
 @dataclass(frozen=True)
 class Line:
     """One input as the starter writes it: ``key: value`` (``text`` is the value as YAML),
-    commented out unless ``active``, under a comment (``notes``). ``stand_in`` marks a value
-    made up for a required input the model gives no example of."""
+    commented out unless ``active``, under a comment (``notes``)."""
 
     key: str
     value: Any
     text: str
     notes: str
     active: bool
-    stand_in: bool = False
     #: the model's input, when ``key`` is its URL spelling (``inputImageUrl``)
     name: str = ""
 
@@ -68,283 +59,7 @@ class StarterPlan:
     job: tuple[Line, ...]
     matrix: tuple[str, str] | None
     problems: tuple[str, ...] = ()
-    example: dict[str, Any] = field(default_factory=dict)
     unsettable: tuple[str, ...] = ()
-
-    @property
-    def values(self) -> dict[str, Any]:
-        """The inputs the manifest sets (defaults merged under the job)."""
-        return {ln.key: ln.value for ln in (*self.defaults, *self.job) if ln.active}
-
-
-# -- text from the record ---------------------------------------------------------------------
-
-
-def clean(text: Any, limit: int = MAX_NOTE) -> str:
-    """Record text as one line of printable text (line breaks, tabs and control or format
-    characters become spaces), cut to ``limit`` characters."""
-    if not isinstance(text, str):
-        return ""
-    chars = [" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text]
-    line = " ".join("".join(chars).split())
-    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
-
-
-def scalar(value: Any) -> str:
-    """``value`` as one line of YAML that reads back as the same value (strings quoted when
-    YAML would read them otherwise, escaped when they hold line breaks)."""
-    if isinstance(value, list):
-        return "[" + ", ".join(scalar(v) for v in value) + "]"
-    out = yaml.safe_dump(value, allow_unicode=True, width=math.inf, default_flow_style=True)
-    out = out.removesuffix("\n...\n").rstrip("\n")
-    if "\n" in out:
-        out = yaml.safe_dump(value, allow_unicode=True, width=math.inf, default_style='"')
-        out = out.rstrip("\n")
-    return out
-
-
-def _items_of(parameters: Any) -> list[Mapping[str, Any]]:
-    """The raw items of a record's ``parameters`` (tolerant: the definition checked them)."""
-    if isinstance(parameters, str):
-        try:
-            parameters = json.loads(parameters)
-        except ValueError:
-            return []
-    if isinstance(parameters, Mapping):
-        parameters = [parameters]
-    found: list[Mapping[str, Any]] = []
-    for group in parameters if isinstance(parameters, list) else ():
-        items = group.get("items") if isinstance(group, Mapping) else None
-        found += [item for item in items or () if isinstance(item, Mapping)]
-    return found
-
-
-def placeholders(tool: Mapping[str, Any]) -> dict[str, str]:
-    """Each input's placeholder text from the record, where it gives one."""
-    found: dict[str, str] = {}
-    for raw in _items_of(tool.get("parameters")):
-        name, text = raw.get("id"), raw.get("placeholder")
-        if isinstance(name, str) and isinstance(text, str) and text.strip():
-            found[name] = text.strip()[:4096]
-    return found
-
-
-def examples(tool: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The record's ``inspire`` examples: mappings of input names to plain values."""
-    raw = tool.get("inspire")
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            return []
-    if isinstance(raw, Mapping):
-        raw = [raw]
-    found: list[dict[str, Any]] = []
-    for example in raw[:50] if isinstance(raw, list) else ():
-        if isinstance(example, Mapping):
-            found.append({k: v for k, v in example.items() if isinstance(k, str) and _plain(v)})
-    return found
-
-
-def _plain(value: Any) -> bool:
-    if isinstance(value, list):
-        return 0 < len(value) <= 100 and all(isinstance(v, str) for v in value)
-    return isinstance(value, str | int | float | bool) and not (
-        isinstance(value, float) and not math.isfinite(value)
-    )
-
-
-# -- values -------------------------------------------------------------------------------------
-
-
-def native(spec: ModelSpec, key: str, value: Any) -> Any | None:
-    """The YAML value to write for ``value`` of input ``key``: a number or boolean where the
-    schema takes one and it stands for the same text (``duration: 5``), else the value as
-    given; None when the schema refuses it."""
-    if not _plain(value):
-        return None
-    if key in spec.files:  # an example's files must be URLs: a local path may not exist here
-        entries, problem = file_entries(spec.files[key], key, value)
-        if problem is not None or not entries or not all(is_url(e) for e in entries):
-            return None
-    candidates: list[Any] = [value]
-    if isinstance(value, str):
-        text = value.strip()
-        word = {v: k == "true" for k, v in spec.booleans.get(key, {}).items()}
-        if text in word:
-            candidates.insert(0, word[text])
-        elif text in ("true", "false"):
-            candidates.insert(0, text == "true")
-        try:
-            number = float(text)
-        except ValueError:
-            number = math.nan
-        if math.isfinite(number):
-            candidates.insert(0, int(number) if number.is_integer() else number)
-    for candidate in candidates:
-        same = not isinstance(value, str) or spec.normalise(key, candidate) == value
-        if same and not spec.input_problems({key: candidate}):
-            return candidate
-    return None
-
-
-def render(spec: ModelSpec, key: str, value: Any) -> str:
-    """A value as YAML; a choice read from YAML booleans is written as its own word
-    (``sound: off``, which the loader reads back as "off")."""
-    if isinstance(value, bool) and key in spec.booleans:
-        word = spec.booleans[key]["true" if value else "false"]
-        if yaml.safe_load(word) is value:
-            return word
-    return scalar(value)
-
-
-def _sample_file(item: InputItem) -> str:
-    folder, ext = _SAMPLE_FILES.get(item.accepts or "image", _SAMPLE_FILES["image"])
-    return f"{folder}/{item.name}.{ext}"
-
-
-def _shown(spec: ModelSpec, item: InputItem, placeholder: str | None) -> Any:
-    """The value a commented line shows: the default, else the placeholder, else a sample."""
-    if item.is_file:
-        sample = _sample_file(item)
-        return [sample, sample.replace(".", "-2.", 1)] if item.kind != "file" else sample
-    for candidate in (item.default or None, placeholder):
-        if candidate is not None and (found := native(spec, item.name, candidate)) is not None:
-            return found
-    if item.kind == "choice" and item.choices:
-        return native(spec, item.name, item.choices[0]) or item.choices[0]
-    if item.kind == "number":
-        return _number_stand_in(item)
-    return ""
-
-
-def _number_stand_in(item: InputItem) -> int | float:
-    low = item.minimum if item.minimum is not None else 0.0
-    if item.maximum is not None:
-        low = min(low, item.maximum)
-    if item.integer:
-        return math.ceil(low)
-    return int(low) if float(low).is_integer() else low
-
-
-def _stand_in(spec: ModelSpec, item: InputItem) -> Any:
-    """A value for a required input the model gives nothing for."""
-    if item.is_file:
-        return "https://example.com/" + _sample_file(item)
-    if item.kind == "choice":
-        for choice in item.choices:
-            if choice and (found := native(spec, item.name, choice)) is not None:
-                return found
-    if item.kind == "number":
-        return _number_stand_in(item)
-    return f"your {clean(item.label, 60).lower() or item.name} here"
-
-
-# -- comments -------------------------------------------------------------------------------------
-
-
-def _fmt(number: float) -> str:
-    return f"{int(number):,}" if float(number).is_integer() else repr(float(number))
-
-
-def said(value: str) -> str:
-    """An API value as a comment shows it: as is, or in double quotes when it is empty or
-    holds spaces, commas or quotes."""
-    plain = value and not any(c.isspace() or c in ",\"'#" for c in value)
-    return value if plain else json.dumps(value, ensure_ascii=False)
-
-
-def _squash(text: str) -> str:
-    return "".join(c for c in text.lower() if c.isalnum())
-
-
-def _choices(item: InputItem, prop: Mapping[str, Any]) -> list[str]:
-    enum = prop.get("enum")
-    if isinstance(enum, list) and any(isinstance(v, str) for v in enum):
-        values = [v for v in enum if isinstance(v, str)]
-    else:
-        values = list(item.choices)
-    labels = {o.value: clean(o.label, 60) for o in item.options}
-    shown = []
-    for value in values[:MAX_LISTED]:
-        label = labels.get(value, "")
-        text = said(value)
-        shown.append(f"{text} ({label})" if label and _squash(label) != _squash(value) else text)
-    more = len(values) - MAX_LISTED
-    return shown + ([f"and {more:,} more"] if more > 0 else [])
-
-
-def _limits(item: InputItem, prop: Mapping[str, Any]) -> list[str]:
-    facts: list[str] = []
-    if item.kind == "number":
-        low, high = prop.get("minimum", item.minimum), prop.get("maximum", item.maximum)
-        words = "an integer" if item.integer else "a number"
-        if low is not None and high is not None:
-            words += f" from {_fmt(low)} to {_fmt(high)}"
-        elif low is not None:
-            words += f" of at least {_fmt(low)}"
-        elif high is not None:
-            words += f" of at most {_fmt(high)}"
-        if item.step is not None and not (item.integer and item.step == 1):
-            words += f", step {_fmt(item.step)}"
-        facts.append(words)
-    length = prop.get("maxLength", item.max_length)
-    if item.kind == "text" and isinstance(length, int):
-        facts.append(f"at most {length:,} characters")
-    return facts
-
-
-def _file_facts(spec: ModelSpec, item: InputItem) -> list[str]:
-    what = f"{item.accepts} file" if item.accepts else "file"
-    several = item.kind in ("files", "combine")
-    text = f"a local {what} (a path relative to this manifest) or an http(s) URL"
-    if several:
-        most = f", at most {item.max_files}" if item.max_files else ""
-        text += f", or a list of them{most}"
-    facts = [text + "; local files are checked and uploaded once"]
-    alias = item.url_field
-    if alias != item.name and alias in spec.properties:
-        urls = "http(s) URLs only, comma-separated or as a list" if several else "a URL only"
-        facts.append(f"written as {alias}: {urls}")
-    if spec.image_input == item.name:
-        facts.append("'image: FILE' fills it too")
-    return facts
-
-
-def notes(
-    spec: ModelSpec, item: InputItem, prop: Mapping[str, Any], derived: Mapping[str, Any]
-) -> str:
-    """The comment above one input: type, required or not, default, allowed values, limits,
-    what a file input takes, the record's own words."""
-    definition = spec.definition
-    required = definition is not None and item.name in definition.schema.get("required", ())
-    head = [item.type if item.known else f"{item.type} (passed through as text)"]
-    head.append("required" if required else "optional")
-    if item.default not in (None, ""):
-        head.append(f"default {said(item.default)}")
-    if item.advanced:
-        head.append("advanced")
-    facts = _limits(item, prop)
-    if item.kind == "choice":
-        facts.append("one of: " + ", ".join(_choices(item, prop)))
-    if item.is_file:
-        facts += _file_facts(spec, item)
-    elif spec.image_input == item.name:
-        facts.append("'image: FILE' fills it from a local file")
-    label, description = clean(item.label, 80), clean(item.description)
-    words = [description]
-    if (
-        label
-        and _squash(label) != _squash(item.name)
-        and _squash(label) not in _squash(description)
-    ):
-        words.insert(0, label)
-    own = prop.get("description")
-    if isinstance(own, str) and own != derived.get("description"):
-        words.append(clean(own))  # a hand-tuned schema's own words
-    text = ", ".join(head) + ("; " + "; ".join(facts) if facts else "")
-    extra = ". ".join(w[0].upper() + w[1:].rstrip(".") for w in dict.fromkeys(words) if w)
-    return f"{text}. {extra}." if extra else f"{text}."
 
 
 def comment(text: str, indent: str = "", hang: str = "") -> list[str]:
@@ -395,7 +110,7 @@ def _fill_required(
                 values[key] = written
                 break
         else:
-            if item is not None and (value := _stand_in(spec, item)) is not None:
+            if item is not None and (value := stand_in(spec, item)) is not None:
                 values[name] = value
                 stand_ins.add(name)
     return stand_ins
@@ -414,7 +129,6 @@ def starter_plan(definition: ModelDefinition) -> StarterPlan:
     found = examples(definition.tool)
     holders = placeholders(definition.tool)
     values = _example_values(spec, found)
-    example = dict(values)
     stand_ins = _fill_required(spec, items, values, found, holders)
     defaults: list[Line] = []
     job: list[Line] = []
@@ -437,10 +151,10 @@ def starter_plan(definition: ModelDefinition) -> StarterPlan:
         if key in values:
             if key in stand_ins:
                 text += " Replace: a stand-in (the model gives no example of it)."
-            line = Line(key, values[key], render(spec, key, values[key]), text, True,
-                        key in stand_ins, name if key != name else "")  # fmt: skip
+            written = render(spec, key, values[key])
+            line = Line(key, values[key], written, text, True, name if key != name else "")
         else:
-            shown = _shown(spec, item, holders.get(name))
+            shown = shown_value(spec, item, holders.get(name))
             line = Line(name, shown, render(spec, name, shown), text, False)
         (job if _in_job(spec, item) else defaults).append(line)
     aliases = {key for key in spec.files if key not in items}
@@ -463,7 +177,6 @@ def starter_plan(definition: ModelDefinition) -> StarterPlan:
         tuple(job),
         _matrix(spec, items),
         tuple(problems),
-        example,
         tuple(unsettable),
     )
 
