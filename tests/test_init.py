@@ -401,5 +401,13 @@ def test_yaml_language_server_completes_and_checks_the_models_inputs(tmp_path: P
         ls.wait_diagnostics(uri)
         assert sorted(ls.complete(uri, mode, 8)) == ["pro", "std"]
         assert "one of: pro, std" in ls.hover(uri, mode, 3)
+        for record in CATALOGUE:  # every starter is clean in the editor too
+            folder = tmp_path / record.stem
+            model = model_of(record)
+            made = cli("init", "--sandbox", "--model", model, f"{folder}/", cwd=tmp_path)
+            assert made.returncode == 0, made.stderr
+            (manifest,) = folder.glob("*.yaml")
+            uri = ls.open(manifest, manifest.read_text("utf-8"))
+            assert ls.wait_diagnostics(uri) == [], model
     finally:
         ls.close()
