@@ -29,7 +29,7 @@ exit codes:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..sandbox import cli as sandbox_cli
-    from . import cancel, completion, models, status, validate
+    from . import cancel, completion, init, models, status, validate
     from . import run as run_cmd
 
     parser = argparse.ArgumentParser(
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, validate, models, status, cancel, sandbox_cli, completion):
+    for module in (run_cmd, validate, init, models, status, cancel, sandbox_cli, completion):
         module.register(subparsers)
     for sub in subparsers.choices.values():  # -v works after the subcommand too
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,

@@ -18,7 +18,8 @@ def add_operator_flags(p: argparse.ArgumentParser) -> None:
         "--publish",
         metavar="URL",
         help="upload every verified output to this object-store prefix (s3://bucket/prefix, "
-        "gs://, az://, file:///path); credentials from the store's environment variables",
+        "gs://, az://, file:///path; default: the manifest's publish); credentials from the "
+        "store's environment variables",
     )
     group.add_argument(
         "--publish-concurrency",

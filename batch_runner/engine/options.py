@@ -26,9 +26,9 @@ VERIFY_MODES = ("quick", "full")
 class RunOptions:
     """Everything a run can be told. Defaults are what ``batch-runner run`` uses.
 
-    ``out_dir`` and ``concurrency`` may stay None: :meth:`resolved` fills them from the
-    manifest (its ``output_dir`` and ``concurrency``), else ``outputs/<manifest name>/`` and
-    :data:`DEFAULT_CONCURRENCY`.
+    ``out_dir``, ``concurrency`` and ``publish`` may stay None: :meth:`resolved` fills them
+    from the manifest (its ``output_dir``, ``concurrency`` and ``publish``), else
+    ``outputs/<manifest name>/``, :data:`DEFAULT_CONCURRENCY` and no publishing.
     """
 
     out_dir: Path | None = None
@@ -87,12 +87,13 @@ class RunOptions:
             raise UsageError(f"verify must be 'quick' or 'full', not {self.verify!r}.")
 
     def resolved(self, manifest: Manifest) -> RunOptions:
-        """These options with the output folder and the concurrency decided: the caller's
-        value, else the manifest's, else the default."""
+        """These options with the output folder, the concurrency and the publishing target
+        decided: the caller's value, else the manifest's, else the default (no publishing)."""
         return replace(
             self,
             out_dir=output_dir_for(manifest, self.out_dir),
             concurrency=self.concurrency or manifest.concurrency or DEFAULT_CONCURRENCY,
+            publish=self.publish or manifest.publish,
         )
 
     @property

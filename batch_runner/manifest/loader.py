@@ -65,7 +65,9 @@ MAX_JOBS = 1_000_000
 
 @dataclass(frozen=True)
 class Manifest:
-    """A valid manifest: its absolute path, model, expanded jobs and run settings.
+    """A valid manifest: its absolute path, model, expanded jobs and run settings
+    (``output_dir``, ``concurrency``, ``publish``: the caller's values win, see
+    :meth:`~batch_runner.engine.options.RunOptions.resolved`).
 
     ``model`` is the manifest's own model (its ``model:``, else the default); each job says
     its own (``Job.model``), ``models`` lists every model the jobs use, in order of first
@@ -80,6 +82,8 @@ class Manifest:
     defaults: dict[str, str] = field(hash=False)
     models: tuple[str, ...] = ()
     definitions: dict[str, ModelDefinition] = field(default_factory=dict, hash=False)
+    #: the object-store URL every verified output is uploaded to (``publish:``)
+    publish: str | None = None
 
     def definition(self, model: str) -> ModelDefinition | None:
         return self.definitions.get(model)
@@ -587,6 +591,7 @@ class _Loader:
         self.fail_if_issues()
         output_dir = root.get("output_dir")
         concurrency = root.get("concurrency")
+        publish = root.get("publish")
         names = [spec.name for spec in specs.values()]
         defaults = ctx.defaults.values if ctx.defaults is not None else {}
         taken = set(self.union(list(specs.values())))
@@ -599,6 +604,7 @@ class _Loader:
             defaults={k: normalise_value(v) for k, v in defaults.items() if k in taken},
             models=tuple(dict.fromkeys(job.model for job in jobs)) or tuple(names),
             definitions={spec.name: spec.definition for spec in specs.values() if spec.definition},
+            publish=publish if isinstance(publish, str) else None,
         )
 
 
