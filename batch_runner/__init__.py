@@ -61,6 +61,7 @@ _EXPORTS: dict[str, str] = {
     # reports
     "status": "report.status",
     "write_gallery": "report.gallery",
+    "LiveGallery": "report.gallery",
     "LineReporter": "report.progress",
     "JsonReporter": "report.progress",
     "MetricsFile": "report.metrics",
@@ -113,6 +114,7 @@ __all__ = [
     "LedgerError",
     "LedgerState",
     "LineReporter",
+    "LiveGallery",
     "LockedError",
     "Manifest",
     "ManifestError",
@@ -204,7 +206,7 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
     from .ledger.store import read_ledger
     from .manifest.job import Job
     from .manifest.loader import Manifest, load_manifest
-    from .report.gallery import write_gallery
+    from .report.gallery import LiveGallery, write_gallery
     from .report.machine import summary_data as summary
     from .report.metrics import MetricsFile, push_metrics
     from .report.notifiers import notify_result as notify
