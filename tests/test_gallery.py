@@ -277,6 +277,14 @@ async def test_a_rewrite_replaces_only_the_pages_whose_jobs_changed(tmp_path: Pa
     before = _inodes(out)
     again = book.write(state)
     assert again.pages == 1  # the index (its counts), nothing else
+    # another process (a resumed run, write_gallery) reads what is on disk from the pages
+    assert Book(out, big).write(state).pages == 1
+    (out / "gallery" / "all-0003.html").write_text("edited by hand")
+    assert Book(out, big).write(state).pages == 2
+    assert Book(out, big, links="published").write(state).pages == first.pages
+    book = Book(out, big)  # the pages on disk are published ones now: all written again
+    assert book.write(state).pages == first.pages
+    before = _inodes(out)
     # a succeeded job on page 7 of all gets a new record: its page, its succeeded page
     job_id = big.jobs[3003].id
     state.jobs[job_id] = dataclasses.replace(state.jobs[job_id], cost=0.5, updated_at=2.0)
@@ -311,22 +319,31 @@ async def test_a_rewrite_replaces_only_the_pages_whose_jobs_changed(tmp_path: Pa
     ]  # fmt: skip
 
 
-def test_live_pages_reload_and_carry_the_banner_static_pages_do_not(tmp_path: Path) -> None:
-    state = _state(
-        _succeeded("done", _saved("done.mp4", "video")),
-        JobRecord("waiting", JobStatus.RUNNING, "f" * 64, service_status="task_start"),
-    )
+def test_live_pages_reload_while_they_can_change_static_pages_do_not(tmp_path: Path) -> None:
+    done = [_succeeded(f"done-{i}", _saved(f"done-{i}.mp4", "video")) for i in range(3)]
+    waiting = JobRecord("waiting", JobStatus.RUNNING, "f" * 64, service_status="task_start")
+    state = _state(*done, waiting)
     book = Book(tmp_path, None, page_cards=1)
-    book.write(state, live=Live(2.5, "<b>Run in progress</b> · 1 of 2", 120))
+    book.write(state, live=Live(2.5, "<b>Run in progress</b> · 3 of 4", 120))
     live = pages(tmp_path)
     assert 'data-refresh="2.5" data-stale="120"' in live["index.html"]
-    assert '<div class="live" role="status"><b>Run in progress</b> · 1 of 2' in live["index.html"]
+    assert '<div class="live" role="status"><b>Run in progress</b> · 3 of 4' in live["index.html"]
     assert '<noscript><meta http-equiv="refresh" content="2"></noscript>' in live["index.html"]
+    # a page reloads while it can still change: it holds an unfinished job, or (status
+    # views) an unfinished job sorts before its end or its pager may still grow
+    reloading = {name for name, html in live.items() if "data-refresh" in html}
+    assert reloading == {
+        "index.html", "gallery/all-0004.html", "gallery/succeeded-0002.html",
+        "gallery/succeeded-0003.html", "gallery/failed-0001.html",
+        "gallery/cancelled-0001.html", "gallery/progress-0001.html",
+    }  # fmt: skip
     for name, html in live.items():
-        assert "data-refresh" in html and "Run in progress" in html, name
-    assert "this page reloads every 2.5 s" in live["gallery/all-0002.html"]
-    assert "data-stale" not in live["gallery/all-0002.html"]  # only the index is rewritten
-    book.write(state)  # the run ended
+        assert ("Run in progress" in html) == (name in reloading), name
+    assert "this page reloads every 2.5 s" in live["gallery/all-0004.html"]
+    assert "data-stale" not in live["gallery/all-0004.html"]  # only the index is rewritten
+    # the run ended: the pages that were live, and the index, are written once more
+    ended = book.write(state)
+    assert ended.pages == len(reloading)
     for name, html in pages(tmp_path).items():
         assert "data-refresh" not in html and "Run in progress" not in html, name
         assert 'http-equiv="refresh"' not in html and 'class="live"' not in html, name

@@ -65,6 +65,7 @@ PLAY_ALL = """(async (selector) => {
 IMAGES = """[...document.querySelectorAll(%s)].map(i => ({src: i.getAttribute('src'),
   done: i.complete, width: i.naturalWidth}))"""
 
+FAILED_LINK = 'nav.f a[href$="failed-0001.html"]'
 VISIBLE = """[...document.querySelectorAll('.card')]
   .filter(c => getComputedStyle(c).display !== 'none').map(c => c.dataset.g)"""
 
@@ -190,7 +191,8 @@ async def test_images_load_and_audio_plays_after_a_real_run(tmp_path: Path) -> N
     need_chromium()
     (tmp_path / "images").mkdir()
     for name in ("castle.png", "lighthouse.png"):
-        (tmp_path / "images" / name).write_bytes((REPO / "manifests" / "images" / name).read_bytes())
+        source = REPO / "manifests" / "images" / name
+        (tmp_path / "images" / name).write_bytes(source.read_bytes())
     (tmp_path / "mix.yaml").write_text(MIX, "utf-8")
     out = tmp_path / "out"
     gallery = LiveGallery(interval=0.5)
@@ -263,7 +265,8 @@ async def test_comparison_of_compare_yaml_shows_three_models_per_prompt(tmp_path
         await phone(cdp)
         assert await cdp.js("document.documentElement.scrollWidth <= innerWidth")
         widths = await cdp.js("""[...document.querySelector('.row').querySelectorAll('.cell')]
-            .map(c => c.getBoundingClientRect()).map(b => [Math.round(b.left), Math.round(b.width)])""")
+            .map(c => c.getBoundingClientRect())
+            .map(b => [Math.round(b.left), Math.round(b.width)])""")
         assert len({left for left, _ in widths}) == 1 and min(w for _, w in widths) > 300
         await screenshot(cdp, "gallery-compare-phone.png", full=False)
 
@@ -284,7 +287,7 @@ async def test_pages_reach_the_last_of_10001_jobs(tmp_path: Path) -> None:
         assert opened < 5
         for view, expected in (("all", big.jobs), ("failed", big.jobs[::10])):
             if view == "failed":
-                await cdp.js("document.querySelector('nav.f a[href$=\"failed-0001.html\"]').click()")
+                await cdp.js(f"document.querySelector('{FAILED_LINK}').click()")
                 await cdp.loaded()
             seen: list[str] = []
             slowest = 0.0

@@ -35,9 +35,10 @@ from ...ledger.shard import merged_state
 from ...ledger.state import LedgerState
 from ...ledger.store import read_ledger
 from ...manifest.loader import Manifest
-from .book import COMPARE_ROWS, EAGER_CARDS, PAGE_CARDS, Book, Written, page_name
+from .book import COMPARE_ROWS, PAGE_CARDS, Book, Written, page_name
 from .cards import LINK_MODES
 from .live import LiveGallery
+from .render import EAGER_CARDS
 
 __all__ = [
     "COMPARE_ROWS",

@@ -7,52 +7,66 @@ pages), and ``compare`` (one row per prompt, a column per model) when the manife
 same inputs on several models. Pages other than the index live in ``gallery/`` as
 ``<view>-NNNN.html``.
 
-A :class:`Book` remembers a signature of every page it wrote (the state of each of its jobs,
-its neighbours in the pager, the page's mode); :meth:`Book.write` scans the ledger once
-(O(jobs), no rendering), renders and replaces only the pages whose signature changed, always
-the index (it carries the counts), and deletes pages that no longer exist. Pages never show
-figures about other pages, so a job that changes touches only the pages that hold it.
+Every page carries a signature (in a ``<meta>``) of what it shows: the state of each of its
+jobs, its neighbours in the pager, whether it is live, the gallery's settings and code. A
+:class:`Book` scans the ledger (O(jobs) identity checks; a job's signature is computed again
+only when its record changed), and replaces only the pages whose signature differs from the
+one on disk, always the index (it carries the counts), and removes pages that no longer
+exist. Pages never show figures about other pages, so a job that changes touches only the
+pages that hold it, also from one process to the next (a resumed run, ``write_gallery``).
+
+During a run (``live``) a page reloads itself only while it can still change: while it
+holds an unfinished job, or, in a status view, while an unfinished job sorts before its end.
+A page that can no longer change is written static at once, so when the run ends only the
+index and the few pages still live are written again.
 """
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 
 from ...ledger.layout import GALLERY_DIR, GALLERY_NAME
 from ...ledger.published import last_target
-from ...ledger.state import JobRecord, JobStatus, LedgerState
+from ...ledger.state import JobRecord, JobStatus, LedgerState, total_cost
 from ...manifest.job import Job
 from ...manifest.loader import Manifest
-from .cards import GROUPS, Cards, group_of, money
-from .page import Live, banner, links, pager, shell
+from .cards import GROUPS, group_of
+from .page import Live
 
 #: Cards on one page of the grid.
 PAGE_CARDS = 500
 #: Prompts (rows of one cell per model) on one page of the comparison.
 COMPARE_ROWS = 100
-#: Cards (and rows) of a page whose media elements are in the HTML; the script adds the
-#: others' as they near the screen.
-EAGER_CARDS = 50
-EAGER_ROWS = 16
 #: Pages of the "in progress" view (it changes all the time; the "all" pages hold the rest).
 PROGRESS_PAGES = 2
 #: The views, in link order, with their names on the page.
 VIEWS: tuple[tuple[str, str], ...] = (("all", "all"), *GROUPS)
+_VIEW_CODES = {"all": 0, "succeeded": 1, "failed": 2, "cancelled": 3, "progress": 4, "compare": 5}
+_GROUP_CODES = {g: i for i, (g, _) in enumerate(GROUPS)}
+_PROGRESS = _GROUP_CODES["progress"]
+_STATUS_CODES = {s: i for i, s in enumerate(JobStatus)}
 _PAGE_RE = re.compile(r"^(all|succeeded|failed|cancelled|progress|compare)-\d{4,}\.html$")
-_EMPTY = {
-    "all": "No jobs in the ledger yet.",
-    "succeeded": "No job has succeeded yet.",
-    "failed": "No job has failed.",
-    "cancelled": "No job was cancelled.",
-    "progress": "No job is in progress.",
-    "compare": "Nothing to compare yet.",
-}
+_SIG_RE = re.compile(rb'<meta name="batch-runner-page" content="([0-9a-f]{1,16})">')
+_MASK = (1 << 64) - 1
+
+
+def _format() -> int:
+    """A checksum of the code that renders pages: a new version rewrites every page once."""
+    here = Path(__file__).resolve().parent
+    data = b"".join(
+        (here / n).read_bytes() for n in ("book.py", "cards.py", "page.py", "render.py")
+    )
+    return zlib.crc32(data)
+
+
+_FORMAT = _format()
 
 
 def page_name(view: str, number: int) -> str:
@@ -60,13 +74,6 @@ def page_name(view: str, number: int) -> str:
     if view == "all" and number == 1:
         return GALLERY_NAME
     return f"{GALLERY_DIR}/{view}-{number:04d}.html"
-
-
-def _href(name: str, *, from_index: bool) -> str:
-    """A link from one page to another (both names relative to the folder)."""
-    if from_index:
-        return name
-    return "../" + GALLERY_NAME if name == GALLERY_NAME else name.rpartition("/")[2]
 
 
 @dataclass(frozen=True)
@@ -86,30 +93,72 @@ class Spec:
 
 @dataclass(frozen=True)
 class Written:
-    """What one :meth:`Book.write` did."""
+    """What one :meth:`Book.write` did: pages written (of ``total_pages``), their bytes,
+    the seconds it took, and how many jobs had changed since the book's previous scan."""
 
     pages: int
     bytes: int
     total_pages: int
     seconds: float
+    changed_jobs: int
 
 
-@dataclass
-class _Scan:
-    """One pass over the ledger: each job's state signature and group, the counts."""
+class Tracked:
+    """The jobs in page order and what the book last saw of each, for incremental scans:
+    a job's signature is computed again only when its record is another object or its
+    ``updated_at`` moved."""
 
-    hashes: list[int]
-    members: dict[str, list[int]]
-    counts: dict[JobStatus, int]
-    spent: float
-    target: str | None
+    def __init__(self, order: list[str], jobs: dict[str, Job]) -> None:
+        n = len(order)
+        self.order = order
+        self._seen: list[JobRecord | None] = [None] * n
+        self._stamps: list[float | None] = [None] * n
+        #: what each job shows: its own content (id, model, image, prompt) and its state
+        self.hashes = [0] * n
+        self.groups = bytearray([255]) * n
+        self._keys = [_key(job_id, jobs.get(job_id)) for job_id in order]
+        #: positions of the jobs of each status group, in order
+        self.members: dict[str, list[int]] = {g: [] for g, _ in GROUPS}
+        self.changed = 0
+
+    def scan(self, jobs: dict[str, JobRecord]) -> None:
+        records = [jobs[job_id] for job_id in self.order]
+        seen, stamps = self._seen, self._stamps
+        changed = [
+            i for i, r in enumerate(records) if r is not seen[i] or r.updated_at != stamps[i]
+        ]
+        regroup = False
+        for i in changed:
+            r = records[i]
+            seen[i], stamps[i] = r, r.updated_at
+            cost = -1.0 if r.cost is None else r.cost
+            self.hashes[i] = hash((self._keys[i], _STATUS_CODES[r.status], r.updated_at or 0.0,
+                                   len(r.outputs), len(r.published), cost))  # fmt: skip
+            group = _GROUP_CODES[group_of(r.status)]
+            if group != self.groups[i]:
+                self.groups[i] = group
+                regroup = True
+        if regroup:
+            groups = self.groups
+            self.members = {
+                g: [i for i, x in enumerate(groups) if x == code]
+                for g, code in _GROUP_CODES.items()
+            }
+        self.changed = len(changed)
+
+
+def _key(job_id: str, job: Job | None) -> int:
+    if job is None:
+        return zlib.crc32(job_id.encode())
+    text = f"{job_id}\0{job.model}\0{job.image}\0{job.inputs.get('prompt', '')}"
+    return zlib.crc32(text.encode("utf-8", "surrogatepass"))
 
 
 class Book:
     """The gallery of one folder: plans the pages and writes those that changed.
 
     ``links``: ``local`` (files in the folder) or ``published`` (each output's public
-    address where it has a current published copy; see :class:`Cards`).
+    address where it has a current published copy; see :class:`~.cards.Cards`).
     """
 
     def __init__(
@@ -129,31 +178,36 @@ class Book:
         self.compare_rows = max(1, compare_rows)
         self.jobs = {job.id: job for job in manifest.jobs} if manifest is not None else {}
         self.title = f"batch-runner · {self.root.name}"
-        #: signatures of the pages on disk, by name (empty: nothing known, write every page)
-        self.written: dict[str, int] = {}
-        self._order: list[str] = []
-        self._known = -1
-        self._rows: list[tuple[str, list[int]]] = []
+        #: comparison rows (the group, the position of its job on each model or -1) and
+        #: their models
+        self.rows: list[tuple[str, list[int]]] = []
         self.columns: list[str] = []
+        #: signatures of the pages on disk, by name (None: read them from the pages)
+        self.written: dict[str, int] | None = None
+        self._tracked: Tracked | None = None
+        titles = sorted((m, d.title) for m, d in (manifest.definitions if manifest else {}).items())
+        self._setting = f"{self.root}\0{links}\0{page_cards}\0{compare_rows}\0{titles}"
 
     # --- planning ------------------------------------------------------------------------
 
-    def order(self, state: LedgerState) -> list[str]:
-        """Job ids in page order: the manifest's, then ledger jobs it no longer holds.
-        Computed again only when the number of jobs changes (never during a run)."""
-        if len(state.jobs) != self._known:
+    def track(self, state: LedgerState) -> Tracked:
+        """The jobs, scanned: the manifest's order, then ledger jobs it no longer holds
+        (built again only when the number of jobs changes, never during a run)."""
+        tracked = self._tracked
+        if tracked is None or len(tracked.order) != len(state.jobs):
             jobs = state.jobs
             order = [job_id for job_id in self.jobs if job_id in jobs]
             if len(order) != len(jobs):
                 seen = set(order)
                 order += [job_id for job_id in jobs if job_id not in seen]
-            self._order, self._known = order, len(jobs)
-            self._rows, self.columns = self._comparison(order)
-        return self._order
+            tracked = self._tracked = Tracked(order, self.jobs)
+            self.rows, self.columns = self._comparison(order)
+        tracked.scan(state.jobs)
+        return tracked
 
     def _comparison(self, order: list[str]) -> tuple[list[tuple[str, list[int]]], list[str]]:
-        """Rows of the comparison: each group of jobs run on more than one model, with the
-        position of its job on each model (-1: none); the models, in the manifest's order."""
+        """Each group of jobs run on more than one model, with the position of its job on
+        each model (-1: none); the models, in the manifest's order."""
         if self.manifest is None:
             return [], []
         at = {job_id: i for i, job_id in enumerate(order)}
@@ -165,32 +219,14 @@ class Book:
         used = {model for g in compared.values() for model in g}
         columns = [m for m in self.manifest.models if m in used]
         columns += sorted(used - set(columns))
-        rows = [(key, [g.get(m, -1) for m in columns]) for key, g in compared.items()]
-        return rows, columns
+        return [(key, [g.get(m, -1) for m in columns]) for key, g in compared.items()], columns
 
-    def _scan(self, state: LedgerState, order: list[str]) -> _Scan:
-        jobs = state.jobs
-        hashes: list[int] = []
-        members: dict[str, list[int]] = {g: [] for g, _ in GROUPS}
-        counts = dict.fromkeys(JobStatus, 0)
-        spent = 0.0
-        add = hashes.append
-        for i, job_id in enumerate(order):
-            r = jobs[job_id]
-            status = r.status
-            add(hash((status, r.updated_at, r.service_status, r.cost, r.error, len(r.outputs),
-                      len(r.published))))  # fmt: skip
-            members[group_of(status)].append(i)
-            counts[status] += 1
-            spent += r.cost or 0.0
-        target = last_target(state) if self.links == "published" else None
-        return _Scan(hashes, members, counts, max(0.0, round(spent, 9)), target)
-
-    def specs(self, scan: _Scan, total: int) -> list[Spec]:
-        """Every page of every view, in writing order (the index first)."""
+    def specs(self, tracked: Tracked) -> list[Spec]:
+        """Every page of every view, the index first."""
         per = self.page_cards
-        views: list[tuple[str, Sequence[int], int | None]] = [("all", range(total), None)]
-        views += [(g, scan.members[g], PROGRESS_PAGES if g == "progress" else None)
+        views: list[tuple[str, Sequence[int], int | None]] = [("all", range(len(tracked.order)),
+                                                               None)]  # fmt: skip
+        views += [(g, tracked.members[g], PROGRESS_PAGES if g == "progress" else None)
                   for g, _ in GROUPS]  # fmt: skip
         out: list[Spec] = []
         for view, items, cap in views:
@@ -199,12 +235,41 @@ class Book:
                 pages = min(pages, cap)
             for p in range(pages):
                 out.append(Spec(view, p + 1, items[p * per : (p + 1) * per], min(2, pages - p - 1)))
-        rows, per_rows = len(self._rows), self.compare_rows
-        pages = -(-rows // per_rows)
-        for p in range(pages):
-            out.append(Spec("compare", p + 1, range(p * per_rows, min(rows, (p + 1) * per_rows)),
-                            min(2, pages - p - 1)))  # fmt: skip
+        rows, per = len(self.rows), self.compare_rows
+        pages = -(-rows // per)
+        out += [Spec("compare", p + 1, range(p * per, min(rows, (p + 1) * per)),
+                     min(2, pages - p - 1)) for p in range(pages)]  # fmt: skip
         return out
+
+    def settled(self, spec: Spec, tracked: Tracked) -> bool:
+        """Whether the page can no longer change in this run: none of its jobs unfinished
+        and, in a status view, no unfinished job sorting before its end (it would move
+        the page's cards) and its pager complete."""
+        unfinished = tracked.members["progress"]
+        if not unfinished:
+            return True
+        if spec.view == "all":
+            items = spec.items
+            at = bisect.bisect_left(unfinished, items[0]) if items else len(unfinished)
+            return not items or at == len(unfinished) or unfinished[at] > items[-1]
+        if spec.view == "compare":
+            groups = tracked.groups
+            return all(
+                groups[i] != _PROGRESS for r in spec.items for i in self.rows[r][1] if i >= 0
+            )
+        if spec.view == "progress" or not spec.items or spec.ahead < 2:
+            return False
+        return unfinished[0] > spec.items[-1]
+
+    def _signature(self, spec: Spec, tracked: Tracked, refresh: float, setting: int) -> int:
+        hashes = tracked.hashes
+        if spec.view == "compare":
+            held = tuple(hashes[i] if i >= 0 else 0 for r in spec.items for i in self.rows[r][1])
+        else:
+            held = tuple([hashes[i] for i in spec.items])
+        extra = len(tracked.members["progress"]) if spec.view == "progress" else 0
+        code = _VIEW_CODES[spec.view]
+        return hash((setting, code, spec.number, spec.ahead, refresh, extra, held)) & _MASK
 
     # --- writing -------------------------------------------------------------------------
 
@@ -212,60 +277,62 @@ class Book:
         self, state: LedgerState, *, live: Live | None = None, now: float | None = None
     ) -> Written:
         """Bring the pages on disk up to date with ``state``: the index always, every other
-        page whose jobs, neighbours or mode changed since this book last wrote it (every
-        page on a book's first write). OSError when the folder cannot be written."""
+        page whose signature differs from the one it has on disk; pages past the end of a
+        view are removed. OSError when the folder cannot be written."""
+        from .render import render
+
         started = time.perf_counter()
-        order = self.order(state)
-        scan = self._scan(state, order)
-        specs = self.specs(scan, len(order))
-        mode = (live.refresh if live is not None else 0, self.links, scan.target)
-        first = not self.written
-        seen: dict[str, int] = {}
+        tracked = self.track(state)
+        specs = self.specs(tracked)
+        target = last_target(state) if self.links == "published" else None
+        setting = zlib.crc32(f"{self._setting}\0{target}\0{_FORMAT}".encode())
+        on_disk = self.written if self.written is not None else self._read_signatures()
+        written: dict[str, int] = {}
         pages = size = 0
+        counts, spent = _figures(state, tracked)
         for spec in specs:
-            sig = self._signature(spec, scan, mode)
-            seen[spec.name] = sig
-            if spec.name != GALLERY_NAME and self.written.get(spec.name) == sig:
+            page_live = live is not None and (
+                spec.name == GALLERY_NAME or not self.settled(spec, tracked)
+            )
+            refresh = live.refresh if live is not None and page_live else 0.0
+            sig = written[spec.name] = self._signature(spec, tracked, refresh, setting)
+            if spec.name != GALLERY_NAME and on_disk.get(spec.name) == sig:
                 continue
-            html = self.render(spec, state, scan, specs, live=live, now=now)
+            html = render(
+                self, spec, state, tracked, specs, target=target, counts=counts, spent=spent,
+                live=live if page_live else None, now=now, sig=sig,
+            )  # fmt: skip
             size += self._put(spec.name, html.encode("utf-8"))
             pages += 1
-        stale = set(self.written) - set(seen)
-        if first:
-            stale |= self._pages_on_disk() - set(seen)
-        for name in stale:
+        for name in set(on_disk) - set(written):
             (self.out_dir / name).unlink(missing_ok=True)
-        self.written = seen
-        return Written(pages, size, len(specs), time.perf_counter() - started)
+        self.written = written
+        return Written(pages, size, len(specs), time.perf_counter() - started, tracked.changed)
 
     def render_index(
         self, state: LedgerState, *, live: Live | None = None, now: float | None = None
     ) -> str:
         """The first page as text, writing nothing."""
-        order = self.order(state)
-        scan = self._scan(state, order)
-        specs = self.specs(scan, len(order))
-        return self.render(specs[0], state, scan, specs, live=live, now=now)
+        from .render import render
 
-    def _signature(self, spec: Spec, scan: _Scan, mode: tuple[object, ...]) -> int:
-        hashes = scan.hashes
-        if spec.view == "compare":
-            held = tuple(hashes[i] if i >= 0 else 0 for r in spec.items for i in self._rows[r][1])
-        else:
-            held = tuple([hashes[i] for i in spec.items])
-        extra = len(scan.members["progress"]) if spec.view == "progress" else 0
-        return hash((spec.view, spec.number, spec.ahead, mode, extra, held))
+        tracked = self.track(state)
+        specs = self.specs(tracked)
+        target = last_target(state) if self.links == "published" else None
+        counts, spent = _figures(state, tracked)
+        return render(self, specs[0], state, tracked, specs, target=target, counts=counts,
+                      spent=spent, live=live, now=now, sig=0)  # fmt: skip
 
     def _put(self, name: str, data: bytes) -> int:
         """Replace ``name`` atomically (a reader sees the old page or the new one). Not
-        fsync'd: the gallery is rebuilt from the ledger whenever it is written."""
+        fsync'd: the gallery is made again from the ledger whenever it is written."""
         path = self.out_dir / name
         tmp = path.with_name(f".{path.name}.tmp")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
         try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fd = os.open(tmp, flags, 0o644)
         except FileNotFoundError:
             path.parent.mkdir(exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+            fd = os.open(tmp, flags, 0o644)
         try:
             view = memoryview(data)
             while view:
@@ -276,158 +343,34 @@ class Book:
         os.replace(tmp, path)
         return len(data)
 
-    def _pages_on_disk(self) -> set[str]:
+    def _read_signatures(self) -> dict[str, int]:
+        """The pages in ``gallery/`` and the signatures they carry (0: none readable)."""
+        folder = self.out_dir / GALLERY_DIR
         try:
-            names = os.listdir(self.out_dir / GALLERY_DIR)
+            names = [n for n in os.listdir(folder) if _PAGE_RE.fullmatch(n)]
         except OSError:
-            return set()
-        return {f"{GALLERY_DIR}/{n}" for n in names if _PAGE_RE.fullmatch(n)}
-
-    # --- rendering -----------------------------------------------------------------------
-
-    def render(
-        self,
-        spec: Spec,
-        state: LedgerState,
-        scan: _Scan,
-        specs: list[Spec],
-        *,
-        live: Live | None,
-        now: float | None,
-    ) -> str:
-        index = spec.name == GALLERY_NAME
-        cards = Cards(self.root, self.manifest, prefix="" if index else "../",
-                      links=self.links, target=scan.target)  # fmt: skip
-        jobs, order = state.jobs, self._order
-        if spec.view == "compare":
-            body = "".join(
-                cards.row(self._rows[r][0], self._cells(state, r), k < EAGER_ROWS)
-                for k, r in enumerate(spec.items)
-            )
-        else:
-            body = "".join(
-                cards.card(jobs[order[i]], self.jobs.get(order[i]), k < EAGER_CARDS)
-                for k, i in enumerate(spec.items)
-            )
-        body = body or f'<p class="m">{_EMPTY[spec.view]}</p>'
-        hrefs = {s.number: _href(s.name, from_index=index) for s in specs if s.view == spec.view}
-        near = {n: h for n, h in hrefs.items() if n == 1 or abs(n - spec.number) <= 2}
-        nav = pager(near, spec.number)
-        header = self._header(spec, scan, specs, cards, live, now, index=index) + nav
-        footer = nav + (self._directory(specs) if index else "")
-        page_live = live if index or live is None else self._sub_live(live, spec)
-        return shell(
-            title=self.title if index else f"{self.title} · {_label(spec)}",
-            header=header,
-            main=body,
-            main_class="rows" if spec.view == "compare" else "grid",
-            footer=footer,
-            written=time.time() if now is None else now,
-            live=page_live,
-        )
-
-    def _cells(
-        self, state: LedgerState, row: int
-    ) -> list[tuple[str, JobRecord | None, Job | None]]:
-        """The cells of one comparison row: (model, record, job), None where not run."""
-        order, jobs = self._order, state.jobs
-        return [
-            (model, jobs[order[i]], self.jobs.get(order[i])) if i >= 0 else (model, None, None)
-            for model, i in zip(self.columns, self._rows[row][1], strict=True)
-        ]
-
-    def _header(self, spec: Spec, scan: _Scan, specs: list[Spec], cards: Cards,
-                live: Live | None, now: float | None, *, index: bool) -> str:  # fmt: skip
-        title = escape(self.title)
-        if index:
-            html = [f"<h1>{title}</h1>", self._summary(scan, now), banner(live)]
-        else:
-            home = _href(GALLERY_NAME, from_index=False)
-            html = [
-                f'<h1><a href="{home}">{title}</a></h1>',
-                f'<p class="sum">{escape(_label(spec))} · <a href="{home}">summary</a></p>',
-                banner(self._sub_live(live, spec) if live is not None else None),
-            ]
-        first = {s.view: s.name for s in specs if s.number == 1}
-        if "compare" in first:
-            grid = spec.view != "compare"
-            html.append(links([
-                (_href(GALLERY_NAME, from_index=index), "cards", grid),
-                (_href(first["compare"], from_index=index),
-                 f"side by side ({len(self.columns)} models)", not grid),
-            ], "View", "v"))  # fmt: skip
-        if spec.view != "compare":
-            sizes = {"all": len(scan.hashes), **{g: len(m) for g, m in scan.members.items()}}
-            html.append(links([
-                (_href(first[view], from_index=index),
-                 f"{label} ({sizes[view]})" if index else label, view == spec.view)
-                for view, label in VIEWS
-            ], "Filter by status", "f"))  # fmt: skip
-        if spec.view == "progress":
-            shown, held = (
-                sum(len(s.items) for s in specs if s.view == "progress"),
-                len(scan.members["progress"]),
-            )
-            if held > shown:
-                html.append(f'<p class="note">The first {shown:,} of {held:,} jobs in '
-                            "progress; the others are on the pages of all jobs.</p>")  # fmt: skip
-        if self.links == "published":
-            html.append(f'<p class="note">{_links_note(scan.target)}</p>')
-        return "".join(html)
-
-    def _summary(self, scan: _Scan, now: float | None) -> str:
-        counts = scan.counts
-        done = {"succeeded": JobStatus.SUCCEEDED, "failed": JobStatus.FAILED,
-                "cancelled": JobStatus.CANCELLED}  # fmt: skip
-        waiting = ", ".join(
-            f"{n} {s.value}" for s in JobStatus if (n := counts[s]) and s not in done.values()
-        )
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(now))
-        models = ""
-        if self.manifest is not None:
-            models = " · " + escape(", ".join(self.manifest.models or (self.manifest.model,)))
-        parts = [f"<b>{len(scan.hashes)}</b> jobs"]
-        parts += [f"<b>{counts[s]}</b> {name}" for name, s in done.items()]
-        progress = len(scan.members["progress"])
-        parts.append(f"<b>{progress}</b> in progress{f' ({waiting})' if waiting else ''}")
-        parts.append(f"spend <b>{money(scan.spent)}</b>{models} · generated {escape(stamp)}")
-        return f'<p class="sum">{" · ".join(parts)}</p>'
-
-    def _directory(self, specs: list[Spec]) -> str:
-        """Every page of every view, for the index (the pager only reaches neighbours)."""
-        names = dict(VIEWS, compare="side by side")
-        lines = []
-        for view, label in names.items():
-            pages = [s for s in specs if s.view == view]
-            if len(pages) > 1:
-                items = "".join(f'<a href="{s.name}">{s.number}</a>' for s in pages)
-                lines.append(f"<p><b>{label}</b> {items}</p>")
-        if not lines:
-            return ""
-        return f'<details class="pd"><summary>Every page</summary>{"".join(lines)}</details>'
-
-    @staticmethod
-    def _sub_live(live: Live, spec: Spec) -> Live:
-        """The banner of a page other than the index: it says nothing that changes with
-        every job (those pages are rewritten only when their own jobs change)."""
-        text = (
-            f"Run in progress: this page reloads every {live.refresh:g} s. Counts, spend and "
-            f'ETA are on <a href="../{GALLERY_NAME}">the first page</a>.'
-        )
-        return Live(live.refresh, text, None)
+            return {}
+        found = {}
+        for name in names:
+            try:
+                with open(folder / name, "rb") as f:
+                    head = f.read(512)
+            except OSError:
+                head = b""
+            match = _SIG_RE.search(head)
+            found[f"{GALLERY_DIR}/{name}"] = int(match.group(1), 16) if match else 0
+        return found
 
 
-def _label(spec: Spec) -> str:
-    name = "side by side" if spec.view == "compare" else dict(VIEWS)[spec.view]
-    return f"{name}, page {spec.number}"
-
-
-def _links_note(target: str | None) -> str:
-    where = f" to {escape(target)}" if target else ""
-    return (
-        f"Links point at the copies published{where} where an output has a public https "
-        "address; the others link to the local files (not published yet, or published "
-        "without --publish-public-url: store URLs such as s3:// do not open in a browser)."
-        if target
-        else "Nothing in this folder has been published yet: links point at the local files."
-    )
+def _figures(state: LedgerState, tracked: Tracked) -> tuple[dict[JobStatus, int], float]:
+    """Jobs by status and the spend: the ledger's running figures (O(1)), or counted when
+    a hand-built state holds none."""
+    counts = dict(state.counts)
+    if sum(counts.values()) == len(state.jobs):
+        return counts, total_cost(state)
+    counts = dict.fromkeys(JobStatus, 0)
+    spent = 0.0
+    for record in state.jobs.values():
+        counts[record.status] += 1
+        spent += record.cost or 0.0
+    return counts, max(0.0, round(spent, 9))

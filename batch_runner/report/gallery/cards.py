@@ -10,6 +10,7 @@ cards opens at once and still works without JavaScript (the links).
 
 from __future__ import annotations
 
+import functools
 import mimetypes
 import os
 from html import escape
@@ -56,7 +57,12 @@ def output_kind(out: SavedOutput) -> str:
         return out.kind
     if out.content_type and out.content_type != "application/octet-stream":
         return kind_of(out.content_type)
-    guessed = mimetypes.guess_type(out.path)[0]
+    return _kind_of_extension(os.path.splitext(out.path)[1].lower())
+
+
+@functools.lru_cache(maxsize=256)
+def _kind_of_extension(ext: str) -> str:
+    guessed = mimetypes.guess_type(f"x{ext}")[0]
     return kind_of(guessed) if guessed else "other"
 
 

@@ -1,12 +1,13 @@
 """The gallery during a run: :class:`LiveGallery`, a reporter that keeps ``DIR/index.html``
 and its pages current while outputs arrive, and leaves them static when the run ends.
 
-While the run is active the pages reload themselves every ``interval`` seconds and the index
-carries a "run in progress" banner (counts, spend, ETA). Rewrites run on a thread of their
-own, at most one at a time and at most every ``interval`` seconds, and only when the ledger
-moved; each scans the ledger once and replaces only the pages whose jobs changed (see
-:class:`~batch_runner.report.gallery.book.Book`). When the run ends (``detach``), every page
-is written once more without banner or reloading, unless the run changed nothing.
+While the run is active the pages that can still change reload themselves every ``interval``
+seconds and the index carries a "run in progress" banner (counts, spend, ETA). Rewrites run
+on a thread of their own, at most one at a time and at most every ``interval`` seconds, and
+only when the ledger moved (or, while live, now and then for the index's clock); each scans
+the ledger once and replaces only the pages whose jobs changed (see
+:class:`~batch_runner.report.gallery.book.Book`). When the run ends (``detach``), the index
+and the pages still live are written once more, static, unless the run changed nothing.
 """
 
 from __future__ import annotations
@@ -132,9 +133,10 @@ class LiveGallery:
         try:
             self.writes.append(book.write(state, live=live))
             self._live = live is not None
+            self.error = None
         except Exception as exc:  # the gallery never changes a run: say why, go on
             self.error = printable(f"the gallery could not be written: {exc}")
-            book.written = {}  # write every page next time
+            book.written = None  # read what is on disk next time
 
     def _banner(self, now: float, done: int) -> Live:
         counts, total = self._counts, self._total

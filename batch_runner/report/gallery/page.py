@@ -145,6 +145,7 @@ def shell(
     footer: str,
     written: float,
     live: Live | None,
+    sig: int = 0,
 ) -> str:
     """A whole page: head (CSP, styles, script), the sticky header (which holds the
     banner, see :func:`banner`), main, the footer."""
@@ -158,6 +159,7 @@ def shell(
         refresh = f'<noscript><meta http-equiv="refresh" content="{every}"></noscript>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="batch-runner-page" content="{sig:016x}">'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         '<meta name="referrer" content="no-referrer">'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">{refresh}'
