@@ -28,6 +28,7 @@ import os
 import re
 import time
 import zlib
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,19 +107,23 @@ class Written:
 class Tracked:
     """The jobs in page order and what the book last saw of each, for incremental scans:
     a job's signature is computed again only when its record is another object or its
-    ``updated_at`` moved."""
+    ``updated_at`` moved. Flat arrays: a few MB at 100,000 jobs."""
 
-    def __init__(self, order: list[str], jobs: dict[str, Job]) -> None:
+    def __init__(self, order: list[str], jobs: list[Job | None]) -> None:
         n = len(order)
         self.order = order
+        #: the manifest's job at each position (None: a job only the ledger holds)
+        self.jobs = jobs
         self._seen: list[JobRecord | None] = [None] * n
         self._stamps: list[float | None] = [None] * n
         #: what each job shows: its own content (id, model, image, prompt) and its state
-        self.hashes = [0] * n
+        self.hashes = array("q", bytes(8 * n))
         self.groups = bytearray([255]) * n
-        self._keys = [_key(job_id, jobs.get(job_id)) for job_id in order]
+        self._keys = array(
+            "q", [_key(job_id, job) for job_id, job in zip(order, jobs, strict=True)]
+        )
         #: positions of the jobs of each status group, in order
-        self.members: dict[str, list[int]] = {g: [] for g, _ in GROUPS}
+        self.members: dict[str, Sequence[int]] = {g: () for g, _ in GROUPS}
         self.changed = 0
 
     def scan(self, jobs: dict[str, JobRecord]) -> None:
@@ -141,7 +146,7 @@ class Tracked:
         if regroup:
             groups = self.groups
             self.members = {
-                g: [i for i, x in enumerate(groups) if x == code]
+                g: array("l", [i for i, x in enumerate(groups) if x == code])
                 for g, code in _GROUP_CODES.items()
             }
         self.changed = len(changed)
@@ -176,12 +181,12 @@ class Book:
         self.links = links
         self.page_cards = max(1, page_cards)
         self.compare_rows = max(1, compare_rows)
-        self.jobs = {job.id: job for job in manifest.jobs} if manifest is not None else {}
         self.title = f"batch-runner · {self.root.name}"
-        #: comparison rows (the group, the position of its job on each model or -1) and
-        #: their models
-        self.rows: list[tuple[str, list[int]]] = []
+        #: the comparison: its models, each row's group, and the position of the row's job
+        #: on each model (-1: none), row after row
         self.columns: list[str] = []
+        self.row_keys: list[str] = []
+        self.cells = array("l")
         #: signatures of the pages on disk, by name (None: read them from the pages)
         self.written: dict[str, int] | None = None
         self._tracked: Tracked | None = None
@@ -195,31 +200,37 @@ class Book:
         (built again only when the number of jobs changes, never during a run)."""
         tracked = self._tracked
         if tracked is None or len(tracked.order) != len(state.jobs):
-            jobs = state.jobs
-            order = [job_id for job_id in self.jobs if job_id in jobs]
-            if len(order) != len(jobs):
+            records = state.jobs
+            listed = self.manifest.jobs if self.manifest is not None else ()
+            held = [job for job in listed if job.id in records]
+            order = [job.id for job in held]
+            jobs: list[Job | None] = list(held)
+            if len(order) != len(records):
                 seen = set(order)
-                order += [job_id for job_id in jobs if job_id not in seen]
-            tracked = self._tracked = Tracked(order, self.jobs)
-            self.rows, self.columns = self._comparison(order)
+                order += [job_id for job_id in records if job_id not in seen]
+                jobs += [None] * (len(order) - len(jobs))
+            tracked = self._tracked = Tracked(order, jobs)
+            self._comparison(held)
         tracked.scan(state.jobs)
         return tracked
 
-    def _comparison(self, order: list[str]) -> tuple[list[tuple[str, list[int]]], list[str]]:
+    def row(self, number: int) -> Sequence[int]:
+        """The positions of a comparison row's jobs, one per model (-1: none)."""
+        width = len(self.columns)
+        return self.cells[number * width : (number + 1) * width]
+
+    def _comparison(self, held: list[Job]) -> None:
         """Each group of jobs run on more than one model, with the position of its job on
-        each model (-1: none); the models, in the manifest's order."""
-        if self.manifest is None:
-            return [], []
-        at = {job_id: i for i, job_id in enumerate(order)}
+        each model; the models, in the manifest's order. ``held``: the jobs in order."""
         groups: dict[str, dict[str, int]] = {}
-        for job in self.manifest.jobs:
-            if job.id in at:
-                groups.setdefault(job.group or job.id, {}).setdefault(job.model, at[job.id])
+        for i, job in enumerate(held):
+            groups.setdefault(job.group or job.id, {}).setdefault(job.model, i)
         compared = {key: g for key, g in groups.items() if len(g) > 1}
         used = {model for g in compared.values() for model in g}
-        columns = [m for m in self.manifest.models if m in used]
-        columns += sorted(used - set(columns))
-        return [(key, [g.get(m, -1) for m in columns]) for key, g in compared.items()], columns
+        models = self.manifest.models if self.manifest is not None else ()
+        self.columns = [m for m in models if m in used] + sorted(used - set(models))
+        self.row_keys = list(compared)
+        self.cells = array("l", [g.get(m, -1) for g in compared.values() for m in self.columns])
 
     def specs(self, tracked: Tracked) -> list[Spec]:
         """Every page of every view, the index first."""
@@ -235,7 +246,7 @@ class Book:
                 pages = min(pages, cap)
             for p in range(pages):
                 out.append(Spec(view, p + 1, items[p * per : (p + 1) * per], min(2, pages - p - 1)))
-        rows, per = len(self.rows), self.compare_rows
+        rows, per = len(self.row_keys), self.compare_rows
         pages = -(-rows // per)
         out += [Spec("compare", p + 1, range(p * per, min(rows, (p + 1) * per)),
                      min(2, pages - p - 1)) for p in range(pages)]  # fmt: skip
@@ -254,9 +265,7 @@ class Book:
             return not items or at == len(unfinished) or unfinished[at] > items[-1]
         if spec.view == "compare":
             groups = tracked.groups
-            return all(
-                groups[i] != _PROGRESS for r in spec.items for i in self.rows[r][1] if i >= 0
-            )
+            return all(groups[i] != _PROGRESS for r in spec.items for i in self.row(r) if i >= 0)
         if spec.view == "progress" or not spec.items or spec.ahead < 2:
             return False
         return unfinished[0] > spec.items[-1]
@@ -264,7 +273,7 @@ class Book:
     def _signature(self, spec: Spec, tracked: Tracked, refresh: float, setting: int) -> int:
         hashes = tracked.hashes
         if spec.view == "compare":
-            held = tuple(hashes[i] if i >= 0 else 0 for r in spec.items for i in self.rows[r][1])
+            held = tuple(hashes[i] if i >= 0 else 0 for r in spec.items for i in self.row(r))
         else:
             held = tuple([hashes[i] for i in spec.items])
         extra = len(tracked.members["progress"]) if spec.view == "progress" else 0

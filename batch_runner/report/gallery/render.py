@@ -63,12 +63,12 @@ def render(
     jobs, order = state.jobs, tracked.order
     if spec.view == "compare":
         body = "".join(
-            cards.row(book.rows[r][0], _cells(book, state, tracked, r), k < EAGER_ROWS)
+            cards.row(book.row_keys[r], _cells(book, state, tracked, r), k < EAGER_ROWS)
             for k, r in enumerate(spec.items)
         )
     else:
         body = "".join(
-            cards.card(jobs[order[i]], book.jobs.get(order[i]), k < EAGER_CARDS)
+            cards.card(jobs[order[i]], tracked.jobs[i], k < EAGER_CARDS)
             for k, i in enumerate(spec.items)
         )
     body = body or f'<p class="m">{_EMPTY[spec.view]}</p>'
@@ -114,8 +114,8 @@ def _cells(
     """The cells of one comparison row: (model, record, job), None where not run."""
     order, jobs = tracked.order, state.jobs
     return [
-        (model, jobs[order[i]], book.jobs.get(order[i])) if i >= 0 else (model, None, None)
-        for model, i in zip(book.columns, book.rows[row][1], strict=True)
+        (model, jobs[order[i]], tracked.jobs[i]) if i >= 0 else (model, None, None)
+        for model, i in zip(book.columns, book.row(row), strict=True)
     ]
 
 
