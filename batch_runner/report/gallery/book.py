@@ -352,13 +352,24 @@ class Book:
         os.replace(tmp, path)
         return len(data)
 
+    def tidy(self) -> list[str]:
+        """Remove the temporary files a writer killed in the middle of a page left behind;
+        returns the names of the pages in ``gallery/``."""
+        folder = self.out_dir / GALLERY_DIR
+        (self.out_dir / f".{GALLERY_NAME}.tmp").unlink(missing_ok=True)
+        try:
+            listed = os.listdir(folder)
+        except OSError:
+            return []
+        for name in listed:
+            if name.startswith(".") and _PAGE_RE.fullmatch(name[1:].removesuffix(".tmp")):
+                (folder / name).unlink(missing_ok=True)
+        return [n for n in listed if _PAGE_RE.fullmatch(n)]
+
     def _read_signatures(self) -> dict[str, int]:
         """The pages in ``gallery/`` and the signatures they carry (0: none readable)."""
         folder = self.out_dir / GALLERY_DIR
-        try:
-            names = [n for n in os.listdir(folder) if _PAGE_RE.fullmatch(n)]
-        except OSError:
-            return {}
+        names = self.tidy()
         found = {}
         for name in names:
             try:

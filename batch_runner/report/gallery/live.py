@@ -12,6 +12,7 @@ and the pages still live are written once more, static, unless the run changed n
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from html import escape
@@ -121,6 +122,9 @@ class LiveGallery:
         changed = self._live or state.seq - self._seq0 > 1
         if changed or not (run.out_dir / GALLERY_NAME).exists():
             self._write(state, None)
+        elif self._book is not None:
+            with contextlib.suppress(OSError):
+                self._book.tidy()  # what a writer killed before this run left
         self._live = False
         self.finished.add(str(run.out_dir))
 
