@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "PollSchedule": "engine.track",
     "Reporter": "engine.reporting",
     "RunEvent": "engine.reporting",
+    "Fanout": "engine.reporting",
     # the service
     "WiroClient": "wiro.client",
     "Credentials": "wiro.auth",
@@ -104,6 +105,7 @@ __all__ = [
     "Credentials",
     "DiskFullError",
     "DownloadError",
+    "Fanout",
     "InsufficientBalanceError",
     "IntegrityError",
     "InvalidInputError",
@@ -173,7 +175,7 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
     from .engine.api import Target, prepare, run, run_sync
     from .engine.cancel import cancel
     from .engine.options import RunOptions
-    from .engine.reporting import Reporter, RunEvent
+    from .engine.reporting import Fanout, Reporter, RunEvent
     from .engine.result import RunResult
     from .engine.track import PollSchedule
     from .errors import (
