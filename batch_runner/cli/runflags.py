@@ -102,4 +102,10 @@ def watch_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _seconds_or_zero(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else positive_float(text)
+    """A positive number of seconds, or 0 (off)."""
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return positive_float(text)
