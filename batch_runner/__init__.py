@@ -45,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "PollSchedule": "engine.track",
     "Reporter": "engine.reporting",
     "RunEvent": "engine.reporting",
+    "Fanout": "engine.reporting",
     # the service
     "WiroClient": "wiro.client",
     "Credentials": "wiro.auth",
@@ -61,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     # reports
     "status": "report.status",
     "write_gallery": "report.gallery",
+    "LiveGallery": "report.gallery",
     "LineReporter": "report.progress",
     "JsonReporter": "report.progress",
     "MetricsFile": "report.metrics",
@@ -103,6 +105,7 @@ __all__ = [
     "Credentials",
     "DiskFullError",
     "DownloadError",
+    "Fanout",
     "InsufficientBalanceError",
     "IntegrityError",
     "InvalidInputError",
@@ -113,6 +116,7 @@ __all__ = [
     "LedgerError",
     "LedgerState",
     "LineReporter",
+    "LiveGallery",
     "LockedError",
     "Manifest",
     "ManifestError",
@@ -171,7 +175,7 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
     from .engine.api import Target, prepare, run, run_sync
     from .engine.cancel import cancel
     from .engine.options import RunOptions
-    from .engine.reporting import Reporter, RunEvent
+    from .engine.reporting import Fanout, Reporter, RunEvent
     from .engine.result import RunResult
     from .engine.track import PollSchedule
     from .errors import (
@@ -204,7 +208,7 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
     from .ledger.store import read_ledger
     from .manifest.job import Job
     from .manifest.loader import Manifest, load_manifest
-    from .report.gallery import write_gallery
+    from .report.gallery import LiveGallery, write_gallery
     from .report.machine import summary_data as summary
     from .report.metrics import MetricsFile, push_metrics
     from .report.notifiers import notify_result as notify

@@ -36,6 +36,7 @@ import itertools
 import json
 import os
 import random
+import re
 import signal
 import time
 from collections import Counter
@@ -68,6 +69,8 @@ DEFAULT_RATES: dict[str, float] = {
 
 #: Files the runner itself keeps at the top of the output folder.
 RUNNER_FILES = frozenset({"ledger.json", "journal.jsonl", ".lock", ".lock.json", "index.html"})
+#: The gallery's other pages.
+GALLERY_PAGE = re.compile(r"gallery/(all|succeeded|failed|cancelled|progress|compare)-\d{4,}\.html")
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -344,7 +347,9 @@ def _check_files(c: Campaign, ledger: dict[str, Any], bad: list[str]) -> dict[st
     files = [p.relative_to(c.out_dir).as_posix() for p in c.out_dir.rglob("*") if not p.is_dir()]
     partials = sum(1 for rel in files if rel.startswith(".partial/"))
     for rel in sorted(files):
-        if not rel.startswith(".partial/") and rel not in RUNNER_FILES and rel not in recorded:
+        if rel.startswith(".partial/") or rel in RUNNER_FILES or GALLERY_PAGE.fullmatch(rel):
+            continue
+        if rel not in recorded:
             bad.append(f"unrecorded file in the output folder: {rel}")
     outside = sorted(p.name for p in c.cwd.iterdir() if p.name != c.out_dir.name)
     if outside:

@@ -146,12 +146,13 @@ async def test_every_kind_of_model_and_file_input_end_to_end(folder: Path) -> No
     assert frames["parameters"]["sound"] == "on"
     assert frames["parameters"]["multiPrompt"] == '{"shots":2}'  # an unknown type: as text
 
-    # the gallery puts only videos in video players (the others are linked, for now)
+    # the gallery shows each output as what it is (tests/test_gallery*.py for the rest)
     from batch_runner.report.gallery import render_gallery
 
     page = render_gallery(out, batch_runner.read_ledger(out), manifest)
-    assert '<a class="o" href="pics/0.png">' in page and 'src="pics/0.png"' not in page
-    assert '<a class="o" href="voice.wav">' in page and 'src="voice.wav"' not in page
+    assert '<a class="im" href="pics/0.png"><img src="pics/0.png"' in page
+    assert '<audio controls preload="metadata" src="voice.wav">' in page
+    assert "<video" not in page.split("pics/0.png")[0].rpartition("<article")[2]
     assert '<video controls muted loop playsinline preload="metadata" src="refs.mp4">' in page
     assert "wiro/text-to-image-sdxl, wiro/kokoro_tts" in page  # every model in the header
 

@@ -295,6 +295,5 @@ async def _run(args: argparse.Namespace, target: Target, sandbox: object = None)
         if watch.json:
             return exc.exit_code
         raise  # printed as for any command
-    if not result.interrupted:
-        write_run_gallery(result)
+    write_run_gallery(result, links=args.gallery_links, live=watch.gallery)
     return await watch.finish(result)

@@ -1,5 +1,5 @@
 """``batch-runner run`` flags for where results go and how operators watch: publishing to
-object storage, metrics, notifications. Parsing only: the library does the work
+object storage, the live gallery, metrics, notifications. Parsing only: the library does the work
 (:class:`~batch_runner.engine.options.RunOptions` for publishing,
 :class:`~batch_runner.report.operate.RunWatch` for the rest)."""
 
@@ -13,7 +13,7 @@ from .args import positive_float, positive_int
 
 
 def add_operator_flags(p: argparse.ArgumentParser) -> None:
-    group = p.add_argument_group("publishing, metrics and notifications")
+    group = p.add_argument_group("publishing, gallery, metrics and notifications")
     group.add_argument(
         "--publish",
         metavar="URL",
@@ -33,6 +33,21 @@ def add_operator_flags(p: argparse.ArgumentParser) -> None:
         metavar="URL",
         help="the https address the published prefix is served from (a CDN, a public "
         "bucket): recorded as each output's public_url",
+    )
+    group.add_argument(
+        "--gallery-links",
+        choices=("local", "published"),
+        default="local",
+        help="what the gallery's pages link to: the local files (default), or the published "
+        "copies where an output has a public https address (--publish-public-url), to share",
+    )
+    group.add_argument(
+        "--gallery-interval",
+        type=_seconds_or_zero,
+        default=5.0,
+        metavar="S",
+        help="rewrite the gallery during the run at most every S seconds, its pages "
+        "reloading themselves in the browser (default 5; 0: only when the run ends)",
     )
     group.add_argument(
         "--metrics-file",
@@ -82,4 +97,16 @@ def watch_options(args: argparse.Namespace) -> dict[str, Any]:
         "pushgateway": args.pushgateway,
         "notify": args.notify,
         "notify_url": args.notify_url,
+        "gallery_links": args.gallery_links,
+        "gallery_interval": args.gallery_interval,
     }
+
+
+def _seconds_or_zero(text: str) -> float:
+    """A positive number of seconds, or 0 (off)."""
+    try:
+        if float(text) == 0:
+            return 0.0
+    except ValueError:
+        pass
+    return positive_float(text)

@@ -8,13 +8,20 @@ is one call (:meth:`~batch_runner.engine.context.RunContext.record`).
 
 Reporters never see credentials: events carry job ids, task ids, counts and the service's own
 texts, which the error tree has already redacted.
+
+A reporter that needs more than events and counts (the live gallery renders the ledger) may
+also define ``attach(run: RunView)`` and ``detach(run: RunView)``: the runner calls the first
+once the folder is locked and its ledger open, the second when the run ends, however it ends
+(also when interrupted), before the ledger is closed. Both are optional (:func:`attach` and
+:func:`detach` look them up); :class:`Fanout` passes them on.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from ..ledger.events import (
@@ -29,7 +36,8 @@ from ..ledger.events import (
     Reconciled,
     Submitted,
 )
-from ..ledger.state import JobRecord
+from ..ledger.state import JobRecord, LedgerState
+from ..manifest.loader import Manifest
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +60,32 @@ class Reporter(Protocol):
     def update(self, counts: dict[str, int], *, total: int, spent: float) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What an attached reporter may read of a run while it goes: the jobs (``manifest``),
+    the folder, and ``state()``, the live ledger state. Read the state from the event
+    loop's thread, or from one other thread that only reads: records are replaced, never
+    changed, and from the first ``update`` on ``state().jobs`` gains no keys."""
+
+    manifest: Manifest
+    out_dir: Path
+    state: Callable[[], LedgerState]
+
+
+def attach(reporter: Reporter, run: RunView) -> None:
+    """Call the reporter's optional ``attach`` hook (see the module docstring)."""
+    hook = getattr(reporter, "attach", None)
+    if hook is not None:
+        hook(run)
+
+
+def detach(reporter: Reporter, run: RunView) -> None:
+    """Call the reporter's optional ``detach`` hook (see the module docstring)."""
+    hook = getattr(reporter, "detach", None)
+    if hook is not None:
+        hook(run)
 
 
 class NullReporter:
@@ -84,6 +118,14 @@ class Fanout:
     def close(self) -> None:
         for reporter in self.reporters:
             reporter.close()
+
+    def attach(self, run: RunView) -> None:
+        for reporter in self.reporters:
+            attach(reporter, run)
+
+    def detach(self, run: RunView) -> None:
+        for reporter in self.reporters:
+            detach(reporter, run)
 
 
 def report_for(event: Event, record: JobRecord | None, note: str | None = None) -> RunEvent | None:

@@ -46,7 +46,7 @@ from .plan import Plan, plan_run
 from .publish import Publisher
 from .pushhealth import PushHealth, TrackingMode
 from .reconcile import Reconciler
-from .reporting import NullReporter, Reporter
+from .reporting import NullReporter, Reporter, RunView, attach, detach
 from .result import RunResult
 from .submit import Submitter
 from .track import Tracker
@@ -102,10 +102,13 @@ class Runner:
         try:
             ledger = Ledger.open(self.out_dir)
             self.ctx = RunContext(self.manifest, self.client, self.options, self.reporter, ledger)
+            view: RunView | None = None
             try:
                 publish = self.options.publish.rstrip("/") if self.options.publish else None
                 await ledger.record(RunStarted(pid=os.getpid(), publish=publish))
                 self._seq_at_start = ledger.state.seq
+                view = RunView(self.manifest, self.out_dir, lambda: ledger.state)
+                attach(self.reporter, view)
                 try:
                     result = await self._run_locked(self.ctx)
                 except asyncio.CancelledError:
@@ -125,6 +128,8 @@ class Runner:
                 )
                 return result
             finally:
+                if view is not None:
+                    detach(self.reporter, view)
                 with contextlib.suppress(Exception):
                     await asyncio.shield(ledger.close())
         finally:

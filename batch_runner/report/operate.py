@@ -19,6 +19,7 @@ from typing import Any
 from ..engine.reporting import Fanout, Reporter
 from ..engine.result import RunResult
 from ..errors import BatchRunnerError, LockedError, printable
+from .gallery import LiveGallery
 from .machine import JsonLines, dumps, install_json_logging, summary_data
 from .metrics import MetricsFile, push_metrics, safe_host
 from .notifiers import prepare, send
@@ -40,6 +41,8 @@ class RunWatch:
         pushgateway: str | None = None,
         notify: Sequence[str] = (),
         notify_url: str | None = None,
+        gallery_links: str = "local",
+        gallery_interval: float = 5.0,
     ) -> None:
         self.manifest = manifest
         self.quiet = quiet
@@ -59,10 +62,16 @@ class RunWatch:
             self.metrics = MetricsFile(metrics_file, labels=labels, interval=metrics_interval)
             if metrics_file is not None:
                 self.metrics.check_writable()
-        progress = reporter_for(log_format, quiet=quiet)
-        self.reporter: Reporter = (
-            Fanout([progress, self.metrics]) if self.metrics is not None else progress
+        self.gallery_links = gallery_links
+        #: the gallery kept live during the run (None: written when the run ends)
+        self.gallery = (
+            LiveGallery(interval=gallery_interval, links=gallery_links)
+            if gallery_interval > 0
+            else None
         )
+        progress = reporter_for(log_format, quiet=quiet)
+        watchers = [r for r in (self.metrics, self.gallery) if r is not None]
+        self.reporter: Reporter = Fanout([progress, *watchers]) if watchers else progress
 
     def warn(self, message: str, kind: str = "warning") -> None:
         """A problem after the run: a JSON line, or ``warning: ...`` on stderr."""
@@ -83,6 +92,8 @@ class RunWatch:
                 print(printable(text), file=sys.stderr)
         elif not self.json:
             print_summary(result, quiet=self.quiet)
+        if self.gallery is not None and self.gallery.error:
+            self.warn(self.gallery.error)
         summary = summary_data(result, manifest=self.manifest, shard=self.shard)
         summary["metrics"] = await self._metrics(result)
         summary["notifications"] = await self._notify(result, summary)
