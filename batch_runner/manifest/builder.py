@@ -33,6 +33,7 @@ from .job import (
     normalise_value,
 )
 from .schemacheck import Checker, kind, problem, show, suggest, unknown_key_message
+from .shapes import Shape, ShapeContext, shape_for
 from .sources import ImageInfo, MediaInfo, RawJob, inspect_image, inspect_media
 from .spec import FileSpec, ModelSpec, file_entries, is_url, wire_urls
 
@@ -42,6 +43,7 @@ MAX_ISSUES = 50
 JOB_KEYS = ("id", "image")
 #: Keys of a job that choose models, accepted everywhere but not listed as inputs.
 MODEL_KEYS = ("model", "models")
+_UNKNOWN = object()
 
 
 class Issues:
@@ -224,6 +226,9 @@ class JobBuilder:
         self.plans: dict[str, _SpecPlan] = {}
         self.bases: list[_Base] = []
         self.ordinal = 0
+        self.shapes: dict[tuple[tuple[str, ...], str], Shape | None] = {}
+        #: normalised values shared between jobs ("5" for every ``duration: 5``)
+        self.short: dict[str, str] = {}
 
     def issue(self, raw: RawJob, line: int, message: str) -> None:
         self.ctx.issues.add(raw.file, line, message)
@@ -249,6 +254,8 @@ class JobBuilder:
             message = f"a job must be a mapping of input names to values, got {kind(data)}"
             self.issue(raw, raw.line, f"job #{self.ordinal}: {message}")
             return
+        if self.fast_check(raw, data):
+            return
         self.misspelt.clear()
         label = self.check_structure(raw)
         models = self.models_of(raw)
@@ -263,6 +270,76 @@ class JobBuilder:
             base_id = self.base_id(raw, parts)
             only = next(iter(parts.values())) if len(parts) == 1 else None
             self.bases.append(_Base(raw, label, base_id, only or parts))
+
+    def fast_check(self, raw: RawJob, data: dict[str, Any]) -> bool:
+        """Keep a job of a known shape whose own values pass their checks exactly as the
+        full path would keep it (see :mod:`.shapes`), holding none of its YAML; False: the
+        full path checks it (and reports what is wrong)."""
+        shape = self.shape_of(data)
+        if shape is None:
+            return False
+        job_id = data["id"]
+        if type(job_id) is not str or id_problem(job_id) is not None:
+            return False
+        fast = self.ctx.job_checker.fast
+        folded = job_id.casefold()
+        if fast is None or not fast(data) or folded in self.explicit_ids:
+            return False
+        spec = shape.spec
+        merged: dict[str, Any] = {}
+        if shape.checks is None:
+            merged = {**shape.static_raw, **{key: data[key] for key in shape.own}}
+            if spec.input_problems(merged):
+                return False
+        else:
+            for key, check, bounded in shape.checks:
+                value = data[key]
+                if not check(value) or (bounded and spec.bound_problem(key, value)):
+                    return False
+        inputs = dict(shape.static_inputs)
+        short = self.short
+        for key in shape.own:
+            value = data[key]
+            if type(value) is not str:
+                value = spec.normalise(key, value)
+                value = short.setdefault(value, value) if len(value) <= 16 else value
+            inputs[key] = value
+        id_line = raw.line_of("id")
+        light = RawJob(None, raw.line, {"id": id_line} if id_line != raw.line else None,
+                       raw.file, raw.rel)  # fmt: skip
+        self.explicit_ids[folded] = (job_id, light)
+        label = f"job {show(job_id)} (#{self.ordinal})"
+        part = _Partial(spec, label, merged, inputs, None, None, (), None, None, shape.model)
+        self.bases.append(_Base(light, label, job_id, part))
+        return True
+
+    def shape_of(self, data: dict[str, Any]) -> Shape | None:
+        """The shared checks of jobs with ``data``'s keys on its model (cached)."""
+        model = data.get("model", self.ctx.default_model)
+        if type(model) is not str:
+            return None
+        key = (tuple(data), model)
+        found = self.shapes.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found  # type: ignore[return-value]
+        shape = None
+        spec = self.ctx.specs.get(model)
+        if spec is not None and self.ctx.model_axis is None:
+            plan = self.plan_for(spec, model)
+            static = {k: v for layer in plan.static for k, v in layer.values.items()}
+            facts = ShapeContext(
+                known=self.known,
+                axis_keys=frozenset(self.axis_lines),
+                static=static,
+                taken=plan.taken,
+                others=plan.others,
+                files=plan.files,
+                required=plan.required,
+            )
+            shape = shape_for(key[0], spec, model, facts)
+        if len(self.shapes) < 4096:
+            self.shapes[key] = shape
+        return shape
 
     def plan_for(self, spec: ModelSpec, model: str) -> _SpecPlan:
         """The per-model facts every job on ``model`` needs (computed on first use)."""
