@@ -31,6 +31,7 @@ from .job import (
     id_problem,
     matrix_job_id,
     normalise_value,
+    quick_job,
 )
 from .schemacheck import Checker, kind, problem, show, suggest, unknown_key_message
 from .shapes import Shape, ShapeContext, shape_for
@@ -205,6 +206,22 @@ class _Base:
         return self.parts.get(model) if model else next(iter(self.parts.values()))
 
 
+@dataclass(slots=True)
+class _Where:
+    """Where a job the fast path kept was written: for messages about its id."""
+
+    file: str
+    line: int
+    id_line: int
+    ordinal: int
+
+    def line_of(self, key: str) -> int:
+        return self.id_line if key == "id" else self.line
+
+    def label(self, job_id: str) -> str:
+        return f"job {show(job_id)} (#{self.ordinal})"
+
+
 class JobBuilder:
     """Checks jobs one by one (:meth:`check`), then expands them into :class:`Job`s."""
 
@@ -219,14 +236,18 @@ class JobBuilder:
         self.axis_lines = {axis.name: axis.line for axis in ctx.axes}
         if ctx.model_axis is not None:
             self.axis_lines["model"] = ctx.model_axis.line
-        self.explicit_ids: dict[str, tuple[str, RawJob]] = {}
+        self.explicit_ids: dict[str, tuple[str, RawJob | _Where]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
         self.file_reported: set[str] = set()
         self.plans: dict[str, _SpecPlan] = {}
-        self.bases: list[_Base] = []
+        #: the jobs that passed, each as a base job, or as its Job when the fast path built
+        #: it at once (no matrix)
+        self.bases: list[_Base | Job] = []
         self.ordinal = 0
         self.shapes: dict[tuple[tuple[str, ...], str], Shape | None] = {}
+        #: every base job is one job (no matrix): the fast path builds it at once
+        self.single = not ctx.axes and ctx.model_axis is None
         #: normalised values shared between jobs ("5" for every ``duration: 5``)
         self.short: dict[str, str] = {}
 
@@ -281,9 +302,11 @@ class JobBuilder:
         job_id = data["id"]
         if type(job_id) is not str or id_problem(job_id) is not None:
             return False
-        fast = self.ctx.job_checker.fast
+        for key, check in shape.structure:
+            if not check(data[key]):
+                return False
         folded = job_id.casefold()
-        if fast is None or not fast(data) or folded in self.explicit_ids:
+        if folded in self.explicit_ids:
             return False
         spec = shape.spec
         merged: dict[str, Any] = {}
@@ -304,11 +327,18 @@ class JobBuilder:
                 value = spec.normalise(key, value)
                 value = short.setdefault(value, value) if len(value) <= 16 else value
             inputs[key] = value
-        id_line = raw.line_of("id")
-        light = RawJob(None, raw.line, {"id": id_line} if id_line != raw.line else None,
-                       raw.file, raw.rel)  # fmt: skip
-        self.explicit_ids[folded] = (job_id, light)
-        label = f"job {show(job_id)} (#{self.ordinal})"
+        where = _Where(raw.file, raw.line, raw.line_of("id"), self.ordinal)
+        self.explicit_ids[folded] = (job_id, where)
+        if self.single:  # no matrix: the job itself, now (expand() makes one per base)
+            definition = spec.definition
+            estimate = definition.prices.estimate(inputs).usd if definition else None
+            source = f"{raw.rel}:{raw.line}"
+            fp = fingerprint(spec.name, inputs, None)
+            self.bases.append(quick_job(job_id, len(self.bases), inputs, fp, source,
+                                        spec.name, estimate))  # fmt: skip
+            return True
+        light = RawJob(None, raw.line, {"id": where.id_line}, raw.file, raw.rel)
+        label = where.label(job_id)
         part = _Partial(spec, label, merged, inputs, None, None, (), None, None, shape.model)
         self.bases.append(_Base(light, label, job_id, part))
         return True
@@ -335,6 +365,8 @@ class JobBuilder:
                 others=plan.others,
                 files=plan.files,
                 required=plan.required,
+                job_schema=self.ctx.job_checker.root["$defs"]["job"],
+                root_schema=self.ctx.job_checker.root,
             )
             shape = shape_for(key[0], spec, model, facts)
         if len(self.shapes) < 4096:
@@ -774,6 +806,10 @@ class JobBuilder:
         jobs: list[Job] = []
         owners: list[int] = []
         for number, base in enumerate(self.bases):
+            if isinstance(base, Job):
+                jobs.append(base)
+                owners.append(number)
+                continue
             source = f"{base.raw.rel}:{base.raw.line}"
             for model, pairs, raw_values in combos:
                 part = base.part(model)
@@ -845,13 +881,23 @@ class JobBuilder:
             if first == position or pair in reported:
                 continue
             reported.add(pair)
-            part, other = self.bases[owners[position]], self.bases[owners[first]]
+            file, line, label = self.origin(owners[position])
+            other_file, other_line, _label = self.origin(owners[first])
             case = ""
             if jobs[first].id != job.id:
                 case = " (ids that differ only in letter case name the same file)"
-            self.issue(
-                part.raw,
-                part.raw.line_of("id"),
-                f"{part.label}: id {show(job.id)} is already used by the job at "
-                f"{other.raw.file}:{other.raw.line_of('id')}{case}",
+            self.ctx.issues.add(
+                file,
+                line,
+                f"{label}: id {show(job.id)} is already used by the job at "
+                f"{other_file}:{other_line}{case}",
             )
+
+    def origin(self, number: int) -> tuple[str, int, str]:
+        """The file, id line and label of base job ``number``."""
+        base = self.bases[number]
+        if isinstance(base, Job):
+            where = self.explicit_ids[base.id.casefold()][1]
+            assert isinstance(where, _Where)
+            return where.file, where.line_of("id"), where.label(base.id)
+        return base.raw.file, base.raw.line_of("id"), base.label

@@ -37,6 +37,8 @@ class Shape:
     spec: ModelSpec
     model: str
     own: tuple[str, ...]
+    #: the job schema's checks of the shape's keys that are not inputs (``id``, ``model``)
+    structure: tuple[tuple[str, Predicate], ...]
     checks: tuple[tuple[str, Predicate, bool], ...] | None
     static_inputs: dict[str, str]
     static_raw: dict[str, Any]
@@ -53,6 +55,8 @@ class ShapeContext:
     others: frozenset[str]  # inputs of the manifest's other models this one lacks
     files: list[tuple[str, Any, tuple[str, ...]]]  # file input, its FileSpec, its keys
     required: list[tuple[str, tuple[str, ...]]]
+    job_schema: Mapping[str, Any]  # the manifest schema's ``$defs.job``
+    root_schema: Mapping[str, Any]  # what its ``$ref``s point into
 
 
 def shape_for(
@@ -63,6 +67,9 @@ def shape_for(
     if "id" not in keys or "image" in keys or "models" in keys:
         return None  # derived ids, local images and per-job blocks: the full path
     if not ctx.known.issuperset(keys) or not ctx.others.isdisjoint(keys):
+        return None
+    structure = _structure(keys, ctx)
+    if structure is None:
         return None
     own = tuple(k for k in keys if k in ctx.taken)
     merged = [*ctx.static, *(k for k in own if k not in ctx.static)]
@@ -95,4 +102,30 @@ def shape_for(
                 return None
             found_checks.append((key, check, key in spec.bounds))
         checks = tuple(found_checks)
-    return Shape(spec, model, own, checks, static_inputs, static_raw)
+    return Shape(spec, model, own, structure, checks, static_inputs, static_raw)
+
+
+def _structure(
+    keys: tuple[str, ...], ctx: ShapeContext
+) -> tuple[tuple[str, Predicate], ...] | None:
+    """The job schema's check of each key it names; None when it says more than that
+    (a keyword of its own, a key it constrains otherwise), or names an input."""
+    schema = ctx.job_schema
+    if (
+        set(schema) - {"description", "type", "x-messages", "properties"}
+        or schema.get("type") != "object"
+    ):
+        return None
+    properties = schema.get("properties", {})
+    found = []
+    for key in keys:
+        if key == "id":
+            continue  # id_problem() checks it, $defs.job_id's pattern included (a test says so)
+        if key in properties:
+            if key in ctx.taken:
+                return None
+            check = compile_fast(properties[key], ctx.root_schema)
+            if check is None:
+                return None
+            found.append((key, check))
+    return tuple(found)

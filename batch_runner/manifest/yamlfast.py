@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from .yamlsafe import MAX_DEPTH, YMap, YSeq, resolve_plain
+from .yamlsafe import MAX_DEPTH, RESOLVED_FIRST, YMap, YSeq, resolve_plain
 
 #: Characters the subset never contains: anything but printable characters and LF (tabs,
 #: CR, YAML 1.1's other line breaks NEL/LS/PS, controls, a BOM inside the text, surrogates).
@@ -154,61 +154,6 @@ class _Reader:
                 raise _Outside  # the full parser says how deep is too deep
             self.stack.append((column, child))
 
-    def simple(self, text: str, content: str, line: int) -> bool:
-        """The hot path, most lines of a large manifest: the next ``key: plain value`` of
-        the mapping being read, or ``- key: plain value`` starting the next mapping of the
-        sequence being read. False for anything else (:meth:`line` reads it)."""
-        if self.pending is not None:
-            return False
-        stack = self.stack
-        column, top = stack[-1]
-        indent = len(text) - len(content)
-        item = content[0] == "-"
-        if not item:
-            if column != indent or type(top) is not YMap:
-                return False
-            found = _KEY.fullmatch(content)
-        elif (
-            content[1:2] == " "
-            and content[2:3] not in (" ", "-", "#")
-            and len(stack) > 1
-            and stack[-2][0] == indent
-            and type(stack[-2][1]) is YSeq
-        ):
-            found = _KEY.fullmatch(content, 2)
-        else:
-            return False
-        if found is None:
-            return False
-        key, value = found.groups()
-        if (
-            value is None
-            or value[0] in _INDICATORS
-            or ": " in value
-            or " #" in value
-            or value[-1] == ":"
-        ):
-            return False
-        key = self.keys.setdefault(key, key)
-        if item:
-            seq = stack[-2][1]
-            assert type(seq) is YSeq
-            mapping = YMap(line)
-            seq.append(mapping)
-            seq.item_lines.append(line)
-            stack[-1] = (indent + 2, mapping)
-        else:
-            assert type(top) is YMap
-            mapping = top
-            if key in mapping:
-                raise _Outside  # a duplicate key: the full parser reports it
-        resolved = resolve_plain(value)
-        if type(resolved) is str and len(resolved) <= _SHARED_LENGTH:
-            resolved = self.shared.setdefault(resolved, resolved)
-        mapping[key] = resolved
-        mapping.key_lines[key] = line
-        return True
-
     def line(self, text: str, line: int) -> None:
         content = text.lstrip(" ")
         column = len(text) - len(content)
@@ -269,28 +214,86 @@ def parse_block(text: str) -> YMap | None:
     in the plain block subset without any problem; None otherwise (read it in full)."""
     if _outside_subset(text):
         return None
-    reader = _Reader()
-    root: YMap | None = None
-    simple, line_of = reader.simple, reader.line
-    number = 0
     try:
-        for raw in text.split("\n"):
-            number += 1
-            line = raw.rstrip(" ") if raw[-1:] == " " else raw
-            if not line:
-                continue
-            content = line.lstrip(" ")
-            if content[0] == "#":
-                continue
-            if root is None:
-                if content[0] == "-" or line[0] == " ":
-                    return None  # a sequence or an indented start: not the subset
-                root = YMap(number)
-                reader.stack.append((0, root))
-            if not simple(line, content, number):
-                line_of(line, number)
+        return _read(text.split("\n"), _Reader())
     except _Outside:
         return None
+
+
+def _read(lines: list[str], reader: _Reader) -> YMap | None:  # noqa: C901 (one hot loop)
+    """Every line: inline when it is the next ``key: plain value`` of the mapping being
+    read or ``- key: plain value`` starting the next mapping of the sequence being read
+    (most lines of a large manifest, a few hundred nanoseconds each); anything else
+    through :meth:`_Reader.line`."""
+    stack, keys, shared = reader.stack, reader.keys, reader.shared
+    fullmatch, indicators, general = _KEY.fullmatch, _INDICATORS, reader.line
+    root: YMap | None = None
+    number = 0
+    for raw in lines:
+        number += 1
+        line = raw.rstrip(" ") if raw[-1:] == " " else raw
+        if not line:
+            continue
+        content = line.lstrip(" ")
+        first = content[0]
+        if first == "#":
+            continue
+        if root is None:
+            if first == "-" or line[0] == " ":
+                return None  # a sequence or an indented start: not the subset
+            root = YMap(number)
+            stack.append((0, root))
+        if reader.pending is None:
+            column, top = stack[-1]
+            indent = len(line) - len(content)
+            entry = None
+            item = first == "-"
+            if not item:
+                if column == indent and type(top) is YMap:
+                    entry = content
+            elif (
+                content[1:2] == " "
+                and content[2:3] not in (" ", "-", "#")
+                and len(stack) > 1
+                and stack[-2][0] == indent
+                and type(stack[-2][1]) is YSeq
+            ):
+                entry = content[2:]
+            if entry is not None:
+                key, colon, value = entry.partition(": ")
+                if value[:1] == " ":
+                    value = value.lstrip(" ")
+                known = keys.get(key)
+                if known is None and colon and fullmatch(key + ":") is not None:
+                    known = keys[key] = key  # a new key, checked once
+                if (
+                    known is not None
+                    and value
+                    and value[0] not in indicators
+                    and ": " not in value
+                    and " #" not in value
+                    and value[-1] != ":"
+                ):
+                    key = known
+                    if item:
+                        seq = stack[-2][1]
+                        mapping = YMap(number)
+                        seq.append(mapping)  # type: ignore[union-attr]
+                        seq.item_lines.append(number)  # type: ignore[union-attr]
+                        stack[-1] = (indent + 2, mapping)
+                    else:
+                        mapping = top  # type: ignore[assignment]
+                        if key in mapping:
+                            raise _Outside  # a duplicate key: the full parser reports it
+                    resolved: Any = value
+                    if value[0] in RESOLVED_FIRST:
+                        resolved = resolve_plain(value)
+                    if type(resolved) is str and len(resolved) <= _SHARED_LENGTH:
+                        resolved = shared.setdefault(resolved, resolved)
+                    mapping[key] = resolved
+                    mapping.key_lines[key] = number
+                    continue
+        general(line, number)
     if reader.pending is not None:
         mapping, key, line_of_key, _column = reader.pending
         mapping[key] = None

@@ -54,6 +54,9 @@ _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     if key is not None
 }
 
+#: First characters of the plain scalars that may resolve to something else than text.
+RESOLVED_FIRST = frozenset(_RESOLVERS)
+
 _CONSTRUCTOR = SafeConstructor()
 _BUILDERS: dict[str, Any] = {
     _PREFIX + "int": _CONSTRUCTOR.construct_yaml_int,
