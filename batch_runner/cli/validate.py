@@ -52,7 +52,6 @@ def add_definition_flags(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Validate each manifest given; the exit code is 2 if any is invalid."""
-    from ..engine.api import in_loop
     from ..errors import UsageError
 
     for name, default in (("offline", False), ("sandbox", False), ("api_base", None)):
@@ -60,7 +59,37 @@ def run(args: argparse.Namespace) -> int:
             setattr(args, name, default)
     if args.sandbox and args.api_base:
         raise UsageError("--sandbox uses the built-in sandbox; drop --api-base.")
+    if not args.sandbox:  # no event loop and no engine to load: definitions come as for run
+        return _validate_all(args)
+    from ..engine.api import in_loop
+
     return in_loop(_validate(args))
+
+
+def _validate_all(args: argparse.Namespace) -> int:
+    from ..errors import ManifestError
+    from ..manifest.loader import load_manifest
+    from ..models.resolver import Resolver
+    from ..report.summary import manifest_summary
+    from .run import note
+
+    resolver = Resolver.from_env(api_base=args.api_base, offline=args.offline, on_note=note)
+    failed = 0
+    for path in args.manifests:
+        try:
+            manifest = load_manifest(path, resolver=resolver)
+        except ManifestError as exc:
+            failed += 1
+            _print_failure(exc)
+            continue
+        print(manifest_summary(str(path), manifest))
+    return 2 if failed else 0
+
+
+def _print_failure(exc: Any) -> None:
+    for issue in exc.issues:
+        print(issue, file=sys.stderr)
+    print(f"error: {exc.message}", file=sys.stderr)
 
 
 async def _validate(args: argparse.Namespace) -> int:
@@ -78,9 +107,7 @@ async def _validate(args: argparse.Namespace) -> int:
                 )
             except ManifestError as exc:
                 failed += 1
-                for issue in exc.issues:
-                    print(issue, file=sys.stderr)
-                print(f"error: {exc.message}", file=sys.stderr)
+                _print_failure(exc)
                 continue
             print(manifest_summary(str(path), manifest))
     return 2 if failed else 0

@@ -31,8 +31,10 @@ from .job import (
     id_problem,
     matrix_job_id,
     normalise_value,
+    quick_job,
 )
 from .schemacheck import Checker, kind, problem, show, suggest, unknown_key_message
+from .shapes import Shape, ShapeContext, shape_for
 from .sources import ImageInfo, MediaInfo, RawJob, inspect_image, inspect_media
 from .spec import FileSpec, ModelSpec, file_entries, is_url, wire_urls
 
@@ -42,6 +44,7 @@ MAX_ISSUES = 50
 JOB_KEYS = ("id", "image")
 #: Keys of a job that choose models, accepted everywhere but not listed as inputs.
 MODEL_KEYS = ("model", "models")
+_UNKNOWN = object()
 
 
 class Issues:
@@ -203,6 +206,22 @@ class _Base:
         return self.parts.get(model) if model else next(iter(self.parts.values()))
 
 
+@dataclass(slots=True)
+class _Where:
+    """Where a job the fast path kept was written: for messages about its id."""
+
+    file: str
+    line: int
+    id_line: int
+    ordinal: int
+
+    def line_of(self, key: str) -> int:
+        return self.id_line if key == "id" else self.line
+
+    def label(self, job_id: str) -> str:
+        return f"job {show(job_id)} (#{self.ordinal})"
+
+
 class JobBuilder:
     """Checks jobs one by one (:meth:`check`), then expands them into :class:`Job`s."""
 
@@ -217,13 +236,20 @@ class JobBuilder:
         self.axis_lines = {axis.name: axis.line for axis in ctx.axes}
         if ctx.model_axis is not None:
             self.axis_lines["model"] = ctx.model_axis.line
-        self.explicit_ids: dict[str, tuple[str, RawJob]] = {}
+        self.explicit_ids: dict[str, tuple[str, RawJob | _Where]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
         self.file_reported: set[str] = set()
         self.plans: dict[str, _SpecPlan] = {}
-        self.bases: list[_Base] = []
+        #: the jobs that passed, each as a base job, or as its Job when the fast path built
+        #: it at once (no matrix)
+        self.bases: list[_Base | Job] = []
         self.ordinal = 0
+        self.shapes: dict[tuple[tuple[str, ...], str], Shape | None] = {}
+        #: every base job is one job (no matrix): the fast path builds it at once
+        self.single = not ctx.axes and ctx.model_axis is None
+        #: normalised values shared between jobs ("5" for every ``duration: 5``)
+        self.short: dict[str, str] = {}
 
     def issue(self, raw: RawJob, line: int, message: str) -> None:
         self.ctx.issues.add(raw.file, line, message)
@@ -249,6 +275,8 @@ class JobBuilder:
             message = f"a job must be a mapping of input names to values, got {kind(data)}"
             self.issue(raw, raw.line, f"job #{self.ordinal}: {message}")
             return
+        if self.fast_check(raw, data):
+            return
         self.misspelt.clear()
         label = self.check_structure(raw)
         models = self.models_of(raw)
@@ -263,6 +291,87 @@ class JobBuilder:
             base_id = self.base_id(raw, parts)
             only = next(iter(parts.values())) if len(parts) == 1 else None
             self.bases.append(_Base(raw, label, base_id, only or parts))
+
+    def fast_check(self, raw: RawJob, data: dict[str, Any]) -> bool:
+        """Keep a job of a known shape whose own values pass their checks exactly as the
+        full path would keep it (see :mod:`.shapes`), holding none of its YAML; False: the
+        full path checks it (and reports what is wrong)."""
+        shape = self.shape_of(data)
+        if shape is None:
+            return False
+        job_id = data["id"]
+        if type(job_id) is not str or id_problem(job_id) is not None:
+            return False
+        for key, check in shape.structure:
+            if not check(data[key]):
+                return False
+        folded = job_id.casefold()
+        if folded in self.explicit_ids:
+            return False
+        spec = shape.spec
+        merged: dict[str, Any] = {}
+        if shape.checks is None:
+            merged = {**shape.static_raw, **{key: data[key] for key in shape.own}}
+            if spec.input_problems(merged):
+                return False
+        else:
+            for key, check, bounded in shape.checks:
+                value = data[key]
+                if not check(value) or (bounded and spec.bound_problem(key, value)):
+                    return False
+        inputs = dict(shape.static_inputs)
+        short = self.short
+        for key in shape.own:
+            value = data[key]
+            if type(value) is not str:
+                value = spec.normalise(key, value)
+                value = short.setdefault(value, value) if len(value) <= 16 else value
+            inputs[key] = value
+        where = _Where(raw.file, raw.line, raw.line_of("id"), self.ordinal)
+        self.explicit_ids[folded] = (job_id, where)
+        if self.single:  # no matrix: the job itself, now (expand() makes one per base)
+            definition = spec.definition
+            estimate = definition.prices.estimate(inputs).usd if definition else None
+            source = f"{raw.rel}:{raw.line}"
+            fp = fingerprint(spec.name, inputs, None)
+            self.bases.append(quick_job(job_id, len(self.bases), inputs, fp, source,
+                                        spec.name, estimate))  # fmt: skip
+            return True
+        light = RawJob(None, raw.line, {"id": where.id_line}, raw.file, raw.rel)
+        label = where.label(job_id)
+        part = _Partial(spec, label, merged, inputs, None, None, (), None, None, shape.model)
+        self.bases.append(_Base(light, label, job_id, part))
+        return True
+
+    def shape_of(self, data: dict[str, Any]) -> Shape | None:
+        """The shared checks of jobs with ``data``'s keys on its model (cached)."""
+        model = data.get("model", self.ctx.default_model)
+        if type(model) is not str:
+            return None
+        key = (tuple(data), model)
+        found = self.shapes.get(key, _UNKNOWN)
+        if found is not _UNKNOWN:
+            return found  # type: ignore[return-value]
+        shape = None
+        spec = self.ctx.specs.get(model)
+        if spec is not None and self.ctx.model_axis is None:
+            plan = self.plan_for(spec, model)
+            static = {k: v for layer in plan.static for k, v in layer.values.items()}
+            facts = ShapeContext(
+                known=self.known,
+                axis_keys=frozenset(self.axis_lines),
+                static=static,
+                taken=plan.taken,
+                others=plan.others,
+                files=plan.files,
+                required=plan.required,
+                job_schema=self.ctx.job_checker.root["$defs"]["job"],
+                root_schema=self.ctx.job_checker.root,
+            )
+            shape = shape_for(key[0], spec, model, facts)
+        if len(self.shapes) < 4096:
+            self.shapes[key] = shape
+        return shape
 
     def plan_for(self, spec: ModelSpec, model: str) -> _SpecPlan:
         """The per-model facts every job on ``model`` needs (computed on first use)."""
@@ -697,6 +806,10 @@ class JobBuilder:
         jobs: list[Job] = []
         owners: list[int] = []
         for number, base in enumerate(self.bases):
+            if isinstance(base, Job):
+                jobs.append(base)
+                owners.append(number)
+                continue
             source = f"{base.raw.rel}:{base.raw.line}"
             for model, pairs, raw_values in combos:
                 part = base.part(model)
@@ -768,13 +881,23 @@ class JobBuilder:
             if first == position or pair in reported:
                 continue
             reported.add(pair)
-            part, other = self.bases[owners[position]], self.bases[owners[first]]
+            file, line, label = self.origin(owners[position])
+            other_file, other_line, _label = self.origin(owners[first])
             case = ""
             if jobs[first].id != job.id:
                 case = " (ids that differ only in letter case name the same file)"
-            self.issue(
-                part.raw,
-                part.raw.line_of("id"),
-                f"{part.label}: id {show(job.id)} is already used by the job at "
-                f"{other.raw.file}:{other.raw.line_of('id')}{case}",
+            self.ctx.issues.add(
+                file,
+                line,
+                f"{label}: id {show(job.id)} is already used by the job at "
+                f"{other_file}:{other_line}{case}",
             )
+
+    def origin(self, number: int) -> tuple[str, int, str]:
+        """The file, id line and label of base job ``number``."""
+        base = self.bases[number]
+        if isinstance(base, Job):
+            where = self.explicit_ids[base.id.casefold()][1]
+            assert isinstance(where, _Where)
+            return where.file, where.line_of("id"), where.label(base.id)
+        return base.raw.file, base.raw.line_of("id"), base.label

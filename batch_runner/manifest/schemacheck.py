@@ -94,8 +94,10 @@ class Checker:
 
     def __init__(self, schema: Mapping[str, Any], root: Mapping[str, Any] | None = None) -> None:
         self.schema = schema
+        #: the schema ``$ref`` resolves against
+        self.root: Mapping[str, Any] = root or schema
         self.validator = StrictValidator(schema)
-        self.fast: Predicate | None = compile_fast(schema, root or schema)
+        self.fast: Predicate | None = compile_fast(schema, self.root)
 
     def errors(self, instance: Any) -> list[ValidationError]:
         """Every error jsonschema finds, skipping the work when the fast path says valid."""
@@ -120,6 +122,9 @@ def compile_fast(schema: Any, root: Mapping[str, Any], depth: int = 0) -> Predic
         return lambda _value: False
     if not isinstance(schema, Mapping) or depth > 16:
         return None
+    text = _compile_text(schema)
+    if text is not None:
+        return text
     checks: list[Predicate] = []
     for keyword, value in schema.items():
         if keyword in _META_KEYWORDS or keyword.startswith("x-") or keyword in _OBJECT_KEYWORDS:
@@ -134,6 +139,33 @@ def compile_fast(schema: Any, root: Mapping[str, Any], depth: int = 0) -> Predic
             return None
         checks.append(object_check)
     return _all_of(checks)
+
+
+_TEXT_KEYWORDS = frozenset({"type", "pattern", "minLength", "maxLength"})
+
+
+def _compile_text(schema: Mapping[str, Any]) -> Predicate | None:
+    """``{"type": "string"}`` with a pattern and lengths as one predicate (most inputs:
+    prompts, URLs), instead of one per keyword; None for any other schema."""
+    asserting = {k for k in schema if k not in _META_KEYWORDS and not k.startswith("x-")}
+    if schema.get("type") != "string" or not asserting <= _TEXT_KEYWORDS:
+        return None
+    pattern, low, high = schema.get("pattern"), schema.get("minLength"), schema.get("maxLength")
+    if not isinstance(pattern, str | None) or not all(
+        isinstance(n, int | None) and not isinstance(n, bool) for n in (low, high)
+    ):
+        return None
+    search = re.compile(pattern).search if pattern is not None else None
+    least, most = low or 0, high if high is not None else float("inf")
+
+    def check_text(value: Any) -> bool:
+        return (
+            type(value) is str
+            and least <= len(value) <= most
+            and (search is None or search(value) is not None)
+        )
+
+    return check_text
 
 
 def _all_of(checks: list[Predicate]) -> Predicate:

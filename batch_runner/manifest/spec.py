@@ -94,23 +94,30 @@ class ModelSpec:
             if error.validator in ("required", "additionalProperties") and name is None:
                 continue  # reported by the callers, which know which keys are whose
             found.setdefault(name, problem(error))
-        for name, (low, high) in self.bounds.items():
-            value = inputs.get(name)
-            if not isinstance(value, str) or name in found:
-                continue
-            if value.lstrip("-").isdigit():
-                number: float = int(value)
-            elif _NUMBER_TEXT.fullmatch(value.strip()):
-                number = float(value)
-            else:
-                continue
-            if (low is not None and number < low) or (high is not None and number > high):
-                if low is not None and high is not None:
-                    expected = f"{_fmt(low)} to {_fmt(high)}"
-                else:
-                    expected = f"at least {_fmt(low)}" if low is not None else f"at most {high}"
-                found[name] = f"{show(value)} is out of range: expected {expected}"
+        for name in self.bounds:
+            if name not in found and (message := self.bound_problem(name, inputs.get(name))):
+                found[name] = message
         return list(found.items())
+
+    def bound_problem(self, name: str, value: Any) -> str | None:
+        """Why a number written as text is out of ``name``'s bounds (JSON Schema's numeric
+        keywords ignore strings), or None."""
+        low, high = self.bounds[name]
+        if not isinstance(value, str):
+            return None
+        if value.lstrip("-").isdigit():
+            number: float = int(value)
+        elif _NUMBER_TEXT.fullmatch(value.strip()):
+            number = float(value)
+        else:
+            return None
+        if (low is not None and number < low) or (high is not None and number > high):
+            if low is not None and high is not None:
+                expected = f"{_fmt(low)} to {_fmt(high)}"
+            else:
+                expected = f"at least {_fmt(low)}" if low is not None else f"at most {high}"
+            return f"{show(value)} is out of range: expected {expected}"
+        return None
 
     def normalise(self, name: str, value: Any) -> str:
         """A value the schema accepted, as the API's string (``sound: on`` -> "on")."""

@@ -54,6 +54,9 @@ _RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {
     if key is not None
 }
 
+#: First characters of the plain scalars that may resolve to something else than text.
+RESOLVED_FIRST = frozenset(_RESOLVERS)
+
 _CONSTRUCTOR = SafeConstructor()
 _BUILDERS: dict[str, Any] = {
     _PREFIX + "int": _CONSTRUCTOR.construct_yaml_int,
@@ -138,7 +141,7 @@ def show_tag(tag: str) -> str:
     return "!!" + tag[len(_PREFIX) :] if tag.startswith(_PREFIX) else tag
 
 
-def _resolve_plain(value: str) -> Any:
+def resolve_plain(value: str) -> Any:
     """Resolve and construct an untagged plain scalar the way SafeLoader does."""
     resolvers = _RESOLVERS.get(value[:1])
     if resolvers is None:
@@ -168,6 +171,7 @@ class _Builder:
         self.biggest_alias: tuple[int, str, int] = (0, "", 0)
         self.root: Any = None
         self.documents = 0
+        self.keys: dict[str, str] = {}
 
     # -- scalars -----------------------------------------------------------------------
 
@@ -180,7 +184,7 @@ class _Builder:
             self._set_key(top, event, _line(event))
             return
         if event.tag is None and event.implicit[0] and event.style in _PLAIN:
-            value = _resolve_plain(event.value)
+            value = resolve_plain(event.value)
         else:
             value = self._scalar_value(event, _line(event))
         if event.anchor is not None:
@@ -191,7 +195,7 @@ class _Builder:
         tag = event.tag
         if tag is None or tag == "!":
             if event.style in _PLAIN and event.implicit[0]:
-                return _resolve_plain(event.value)
+                return resolve_plain(event.value)
             return event.value
         self._check_tag(tag, line)
         builder = _BUILDERS.get(tag)
@@ -206,6 +210,7 @@ class _Builder:
         if event.tag not in (None, "!"):
             self._check_tag(event.tag, line)
         key = event.value
+        key = self.keys.setdefault(key, key)  # one string per distinct key, not per job
         if key == "<<" and event.style in _PLAIN and event.tag is None:
             key = "<<"  # merge key; its value is merged at the end of the mapping
             frame.key_line = -line
@@ -384,7 +389,16 @@ def load_yaml(text: str) -> YamlResult:
     Never raises for bad input: parse errors, refused tags, alias bombs and nesting limits
     come back as a fatal :class:`YamlIssue`. The garbage collector is paused while building,
     because its passes over the growing, cycle-free result dominate the cost otherwise.
+    Text in the plain block subset most manifests use is read by
+    :func:`~.yamlfast.parse_block` instead, to the same values and lines, several times
+    faster; anything else (and anything with a problem) by the event parser.
     """
+    from .yamlfast import parse_block
+
+    with gc_paused():
+        simple = parse_block(text)
+    if simple is not None:
+        return YamlResult(simple)
     builder = _Builder()
     try:
         with gc_paused():

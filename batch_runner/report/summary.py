@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from ..engine.plan import plan_run
-from ..engine.result import RunResult
 from ..errors import printable
-from ..ledger.state import LedgerState
-from ..ledger.store import has_ledger, read_ledger
-from ..manifest.job import Job
-from ..manifest.loader import Manifest
 from ..models.prices import SECONDS_INPUTS
+
+if TYPE_CHECKING:  # the engine and the ledger load only for what needs them
+    from ..engine.result import RunResult
+    from ..manifest.job import Job
+    from ..manifest.loader import Manifest
 
 #: Failures listed by name in the summary; the rest are counted.
 MAX_LISTED = 20
@@ -66,6 +66,10 @@ def _publish_lines(result: RunResult) -> list[str]:
 
 def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> None:
     """What ``run`` would do, from the manifest and the ledger; sends nothing, writes nothing."""
+    from ..engine.plan import plan_run
+    from ..ledger.state import LedgerState
+    from ..ledger.store import has_ledger, read_ledger
+
     state = read_ledger(out_dir) if has_ledger(out_dir) else LedgerState()
     plan = plan_run(manifest.jobs, state, retry_failed=retry_failed)
     jobs = {job.id: job for job in manifest.jobs}
@@ -96,14 +100,30 @@ def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> N
 
 def _mix_key(manifest: Manifest, job: Job) -> tuple[str, ...]:
     """The inputs a job's price depends on (PixVerse: ``540p``, ``5s``), as written."""
-    definition = manifest.definition(job.model)
+    return _mixer(manifest, job.model)(job)
+
+
+def _mixer(manifest: Manifest, model: str) -> Callable[[Job], tuple[str, ...]]:
+    """:func:`_mix_key` for the jobs of one model, with the model's facts looked up once
+    (``validate`` asks it for every job of a 100,000-job manifest)."""
+    definition = manifest.definition(model)
     if definition is None:
-        return ()
-    values = definition.prices.values(job.inputs)
-    return tuple(
-        values.get(name, "") + ("s" if name in SECONDS_INPUTS else "")
-        for name in definition.prices.axes
-    )
+        return lambda _job: ()
+    prices = definition.prices
+    defaults = prices.defaults
+    axes = tuple((name, "s" if name in SECONDS_INPUTS else "") for name in prices.axes)
+
+    def key(job: Job) -> tuple[str, ...]:
+        inputs = job.inputs
+        found = []
+        for name, suffix in axes:
+            value = inputs.get(name)
+            if value is None or value == "":  # as PriceBook.values: the model's default
+                value = defaults.get(name, "")
+            found.append(value + suffix)
+        return tuple(found)
+
+    return key
 
 
 def _mix_order(manifest: Manifest, model: str, key: tuple[str, ...]) -> tuple[object, ...]:
@@ -140,7 +160,8 @@ def manifest_summary(display: str, manifest: Manifest) -> str:
         models = ", ".join(f"{m} x{c:,}" for m, c in per_model.items())
         return f"{display}: {jobs}, {len(per_model)} models ({models}), {cost_text}"
     model = next(iter(per_model), manifest.model)
-    counts: Counter[tuple[str, ...]] = Counter(_mix_key(manifest, job) for job in manifest.jobs)
+    mix_key = _mixer(manifest, model)
+    counts: Counter[tuple[str, ...]] = Counter(map(mix_key, manifest.jobs))
     order = sorted(counts, key=lambda k: _mix_order(manifest, model, k))
     mix = ", ".join(f"{'/'.join(k)} x{counts[k]:,}" for k in order if k)
     return f"{display}: {jobs}, model {model}, {mix + ', ' if mix else ''}{cost_text}"

@@ -1,0 +1,301 @@
+"""The YAML most manifests are written in, read without the event parser.
+
+A 100,000-job manifest is 400,000 lines of ``key: value``; PyYAML's event API spends about
+5 µs per line on Python objects (an event and two marks per scalar), most of a ``validate``.
+This module reads the plain block subset line by line, several times faster, and builds the
+very :class:`~.yamlsafe.YMap` / :class:`~.yamlsafe.YSeq` values, lines and scalars the event
+parser would (scalars go through the same resolver).
+
+The subset, deliberately narrow: block mappings (``key: value``, ``key:`` and a nested block)
+and block sequences (``- value``, ``- key: value``) of one-line scalars: plain ones without
+``": "``, ``" #"`` or a leading indicator, quoted ones without escapes or inner quotes, and
+flow sequences of such scalars (``[1, 2]``), ``{}``; keys made of ``[A-Za-z0-9_./-]``; whole-line
+comments. Anything else (anchors, aliases, tags, flow mappings, block scalars, multi-line
+scalars, trailing comments, tabs, CR, duplicate keys, document markers, an indentation the
+subset does not expect) makes :func:`parse_block` return None, and the caller reads the text
+with the full parser, which also reports every problem. So this path never accepts a text
+the full parser would refuse, and never reads one differently (``tests/test_yamlfast.py``
+compares the two on generated documents).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .yamlsafe import MAX_DEPTH, RESOLVED_FIRST, YMap, YSeq, resolve_plain
+
+#: Characters the subset never contains: anything but printable characters and LF (tabs,
+#: CR, YAML 1.1's other line breaks NEL/LS/PS, controls, a BOM inside the text, surrogates).
+_OUTSIDE = re.compile(
+    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
+)
+_KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_./-]*):(?: +(.*))?")
+#: A plain scalar cannot start with these (``-`` can, before a non-space: ``-5``).
+_INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
+_FLOW_ITEM = re.compile(r" *(\"[^\"\\]*\"|'(?:[^']|'')*'|[^,\[\]{}#'\" ][^,\[\]{}#]*?) *(,|$)")
+#: Values up to this long are shared between jobs (``540p``, ``5``, ``true``).
+_SHARED_LENGTH = 16
+
+
+class _Outside(Exception):
+    """The text leaves the subset: read it with the full parser."""
+
+
+def _uncomment(text: str) -> str:
+    """A block value without its trailing comment (``5   # seconds`` -> ``5``)."""
+    first = text[0]
+    if first in "\"'":
+        end = text.find(first, 1)
+        while first == "'" and end >= 0 and text[end + 1 : end + 2] == "'":
+            end = text.find(first, end + 2)  # '' inside single quotes is a quote
+        if end < 0:
+            raise _Outside  # the scalar goes on over several lines
+        rest = text[end + 1 :]
+        if rest and not (rest[0] == " " and rest.lstrip(" ")[0] == "#"):
+            raise _Outside
+        return text[: end + 1]
+    cut = text.find(" #")
+    return text if cut < 0 else text[:cut].rstrip(" ")
+
+
+def _scalar(text: str, *, flow: bool = False) -> Any:
+    """One scalar as the full parser resolves it; ``text`` has no surrounding spaces and
+    no comment."""
+    first = text[0]
+    if first == '"':
+        if len(text) < 2 or text[-1] != '"' or '"' in text[1:-1] or "\\" in text:
+            raise _Outside
+        return text[1:-1]
+    if first == "'":
+        inner = text[1:-1]
+        if len(text) < 2 or text[-1] != "'" or "'" in inner.replace("''", ""):
+            raise _Outside
+        return inner.replace("''", "'")
+    if first in _INDICATORS and (first != "-" or len(text) < 2 or text[1] == " "):
+        raise _Outside
+    if ": " in text or " #" in text or text[-1] == ":":
+        raise _Outside
+    if flow and any(c in text for c in ",[]{}:"):
+        raise _Outside
+    return resolve_plain(text)
+
+
+def _flow_sequence(text: str, line: int) -> YSeq:
+    """``[a, "b", 3]``: scalars only, no trailing comma."""
+    seq = YSeq(line)
+    inner = text[1:-1].strip(" ")
+    if not inner:
+        return seq
+    pos = 0
+    while pos < len(inner):
+        found = _FLOW_ITEM.match(inner, pos)
+        if found is None or (found.group(2) == "," and found.end() == len(inner)):
+            raise _Outside
+        seq.append(_scalar(found.group(1), flow=True))
+        seq.item_lines.append(line)
+        pos = found.end()
+    return seq
+
+
+class _Reader:
+    """One pass over the lines; ``stack`` holds the open collections with their columns."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, YMap | YSeq]] = []
+        #: a ``key:`` whose value is on the lines below: (mapping, key, line, column)
+        self.pending: tuple[YMap, str, int, int] | None = None
+        self.keys: dict[str, str] = {}
+        self.shared: dict[str, str] = {}
+
+    def value(self, text: str, line: int) -> Any:
+        """A block value (comment allowed after it); ``text`` is not empty."""
+        text = _uncomment(text)
+        if text[0] == "{":
+            if text[1:-1].strip(" ") or text[-1] != "}":
+                raise _Outside  # only the empty flow mapping is in the subset
+            return YMap(line)
+        if text[0] == "[":
+            if text[-1] != "]":
+                raise _Outside
+            return _flow_sequence(text, line)
+        value = _scalar(text)
+        if type(value) is str and len(value) <= _SHARED_LENGTH:
+            value = self.shared.setdefault(value, value)
+        return value
+
+    def entry(self, mapping: YMap, found: re.Match[str], line: int, column: int) -> None:
+        """``key: value`` (or ``key:``, its value to come) in ``mapping``."""
+        key = found.group(1)
+        key = self.keys.setdefault(key, key)
+        if key in mapping:
+            raise _Outside  # the full parser reports the duplicate
+        text = found.group(2)
+        if text is None or text[0] == "#":
+            self.pending = (mapping, key, line, column)
+            return
+        mapping[key] = self.value(text, line)
+        mapping.key_lines[key] = line
+
+    def settle(self, column: int, dash: bool, line: int) -> None:
+        """Give the pending key its value: the block starting on this line, or null."""
+        assert self.pending is not None
+        mapping, key, key_line, key_column = self.pending
+        self.pending = None
+        child: YMap | YSeq | None = None
+        if dash and column >= key_column:
+            child = YSeq(line)  # also at the key's own column: YAML's indentless sequence
+        elif not dash and column > key_column:
+            child = YMap(line)
+        mapping[key] = child
+        mapping.key_lines[key] = key_line
+        if child is not None:
+            if len(self.stack) >= MAX_DEPTH:
+                raise _Outside  # the full parser says how deep is too deep
+            self.stack.append((column, child))
+
+    def line(self, text: str, line: int) -> None:
+        content = text.lstrip(" ")
+        column = len(text) - len(content)
+        dash = content[0] == "-" and (len(content) == 1 or content[1] == " ")
+        if self.pending is not None:
+            self.settle(column, dash, line)
+        stack = self.stack
+        if dash:
+            while stack and stack[-1][0] > column:
+                stack.pop()
+            if not stack or stack[-1][0] != column or type(stack[-1][1]) is not YSeq:
+                raise _Outside
+            seq = stack[-1][1]
+            rest = content[1:].lstrip(" ")
+            if not rest or (rest[0] == "-" and (len(rest) == 1 or rest[1] == " ")):
+                raise _Outside  # an empty item, or a sequence in a sequence
+            found = _KEY.fullmatch(rest)
+            if found is None:
+                if rest[0] == "#":
+                    raise _Outside  # "- # comment": an empty item
+                seq.append(self.value(rest, line))
+            else:
+                if len(stack) >= MAX_DEPTH:
+                    raise _Outside
+                item = YMap(line)
+                seq.append(item)
+                item_column = column + len(content) - len(rest)
+                stack.append((item_column, item))
+                self.entry(item, found, line, item_column)
+            seq.item_lines.append(line)
+            return
+        found = _KEY.fullmatch(content)
+        if found is None:
+            raise _Outside
+        while stack and (
+            stack[-1][0] > column or (stack[-1][0] == column and type(stack[-1][1]) is YSeq)
+        ):
+            stack.pop()
+        if not stack or stack[-1][0] != column:
+            raise _Outside
+        mapping = stack[-1][1]
+        assert type(mapping) is YMap
+        self.entry(mapping, found, line, column)
+
+
+def _outside_subset(text: str) -> bool:
+    """True when ``text`` holds a character the subset never contains."""
+    if text.isascii():  # the usual case: a fast check in C instead of a regex pass
+        return bool(text.encode("ascii").translate(None, _PRINTABLE_ASCII))
+    return _OUTSIDE.search(text) is not None
+
+
+_PRINTABLE_ASCII = bytes([10, *range(0x20, 0x7F)])
+
+
+def parse_block(text: str) -> YMap | None:
+    """The document as :func:`~.yamlsafe.load_yaml` reads it, when it is a mapping written
+    in the plain block subset without any problem; None otherwise (read it in full)."""
+    if _outside_subset(text):
+        return None
+    try:
+        return _read(text.split("\n"), _Reader())
+    except _Outside:
+        return None
+
+
+def _read(lines: list[str], reader: _Reader) -> YMap | None:  # noqa: C901 (one hot loop)
+    """Every line: inline when it is the next ``key: plain value`` of the mapping being
+    read or ``- key: plain value`` starting the next mapping of the sequence being read
+    (most lines of a large manifest, a few hundred nanoseconds each); anything else
+    through :meth:`_Reader.line`."""
+    stack, keys, shared = reader.stack, reader.keys, reader.shared
+    fullmatch, indicators, general = _KEY.fullmatch, _INDICATORS, reader.line
+    root: YMap | None = None
+    number = 0
+    for raw in lines:
+        number += 1
+        line = raw.rstrip(" ") if raw[-1:] == " " else raw
+        if not line:
+            continue
+        content = line.lstrip(" ")
+        first = content[0]
+        if first == "#":
+            continue
+        if root is None:
+            if first == "-" or line[0] == " ":
+                return None  # a sequence or an indented start: not the subset
+            root = YMap(number)
+            stack.append((0, root))
+        if reader.pending is None:
+            column, top = stack[-1]
+            indent = len(line) - len(content)
+            entry = None
+            item = first == "-"
+            if not item:
+                if column == indent and type(top) is YMap:
+                    entry = content
+            elif (
+                content[1:2] == " "
+                and content[2:3] not in (" ", "-", "#")
+                and len(stack) > 1
+                and stack[-2][0] == indent
+                and type(stack[-2][1]) is YSeq
+            ):
+                entry = content[2:]
+            if entry is not None:
+                key, colon, value = entry.partition(": ")
+                if value[:1] == " ":
+                    value = value.lstrip(" ")
+                known = keys.get(key)
+                if known is None and colon and fullmatch(key + ":") is not None:
+                    known = keys[key] = key  # a new key, checked once
+                if (
+                    known is not None
+                    and value
+                    and value[0] not in indicators
+                    and ": " not in value
+                    and " #" not in value
+                    and value[-1] != ":"
+                ):
+                    key = known
+                    if item:
+                        seq = stack[-2][1]
+                        mapping = YMap(number)
+                        seq.append(mapping)  # type: ignore[union-attr]
+                        seq.item_lines.append(number)  # type: ignore[union-attr]
+                        stack[-1] = (indent + 2, mapping)
+                    else:
+                        mapping = top  # type: ignore[assignment]
+                        if key in mapping:
+                            raise _Outside  # a duplicate key: the full parser reports it
+                    resolved: Any = value
+                    if value[0] in RESOLVED_FIRST:
+                        resolved = resolve_plain(value)
+                    if type(resolved) is str and len(resolved) <= _SHARED_LENGTH:
+                        resolved = shared.setdefault(resolved, resolved)
+                    mapping[key] = resolved
+                    mapping.key_lines[key] = number
+                    continue
+        general(line, number)
+    if reader.pending is not None:
+        mapping, key, line_of_key, _column = reader.pending
+        mapping[key] = None
+        mapping.key_lines[key] = line_of_key
+    return root
