@@ -326,7 +326,7 @@ async def test_live_gallery_reloads_gains_cards_and_ends_static(tmp_path: Path) 
     need_chromium()
     manifest = write_manifest(tmp_path / "m.yaml", 10)
     out = tmp_path / "out"
-    config = SandboxConfig(queue_seconds=0.1, run_seconds=(0.8, 1.4))
+    config = SandboxConfig(queue_seconds=0.1, run_seconds=(1.2, 2.0))
     gallery = LiveGallery(interval=0.5)
     run = asyncio.create_task(
         batch_runner.run(manifest, out_dir=out, concurrency=2, sandbox=config, reporter=gallery)
