@@ -141,3 +141,28 @@ def test_register_adds_the_subcommand() -> None:
     args = parser.parse_args(["validate", "a.yaml", "b.yaml"])
     assert args.manifests == [Path("a.yaml"), Path("b.yaml")]
     assert args.func is validate.run
+
+
+def test_version_answers_at_once_and_matches_the_parser(tmp_path: Path) -> None:
+    """``--version`` alone is answered before the subcommands (and the sandbox behind one)
+    are imported, with the text argparse would print; with a subcommand after it, argparse
+    still answers."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = (
+        "import sys, batch_runner.cli as c; rc = c.main(['--version']);"
+        "print(sorted(m for m in sys.modules if m.startswith('batch_runner.')))"
+    )
+    quick = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    version, loaded = quick.stdout.splitlines()
+    assert quick.returncode == 0 and version.startswith("batch-runner ")
+    assert "sandbox" not in loaded and "batch_runner.cli.run" not in loaded, loaded
+    with pytest.raises(SystemExit) as stop:
+        from batch_runner.cli import build_parser
+
+        build_parser().parse_args(["--version"])
+    assert stop.value.code == 0
+    argv = [sys.executable, "-m", "batch_runner", "--version", "status"]
+    slow = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert slow.returncode == 0 and slow.stdout.strip() == version

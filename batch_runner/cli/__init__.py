@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_given = sys.argv[1:] if argv is None else list(argv)
+    if args_given == ["--version"]:  # answered before the subcommands' modules are imported
+        print(f"batch-runner {__version__}")
+        return 0
     from .completion import autocomplete
 
     parser = build_parser()
