@@ -11,7 +11,7 @@ import contextlib
 import gc
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,13 +80,17 @@ def create_private(path: Path, *, append: bool) -> int:
     return fd
 
 
-def atomic_write(directory: Path, name: str, data: bytes, *, mode: int = PRIVATE_MODE) -> Path:
-    """Replace ``directory/name`` by ``data`` so that a crash leaves the old file or the new
-    one, never a mix: temp file, write, fsync, rename, fsync the directory."""
+def atomic_write(
+    directory: Path, name: str, data: bytes | Iterable[bytes], *, mode: int = PRIVATE_MODE
+) -> Path:
+    """Replace ``directory/name`` by ``data`` (bytes, or chunks written as they come, so a
+    large file is never held whole) so that a crash leaves the old file or the new one,
+    never a mix: temp file, write, fsync, rename, fsync the directory."""
     tmp = directory / f".{name}.tmp"
     fd = create_private(tmp, append=False)
     try:
-        write_all(fd, data)
+        for chunk in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+            write_all(fd, chunk)
         if mode != PRIVATE_MODE:
             os.fchmod(fd, mode)
         os.fsync(fd)

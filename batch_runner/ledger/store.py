@@ -36,6 +36,7 @@ from .codec import (
     decode_snapshot,
     encode_line,
     encode_snapshot,
+    encode_snapshot_chunks,
     parse_journal,
     replay,
     snapshot_payload,
@@ -133,7 +134,7 @@ def restore(directory: str | os.PathLike[str]) -> LedgerState:
             )
         if loaded.journal or not loaded.snapshot:
             payload = snapshot_payload(loaded.state)
-            atomic_write(directory, SNAPSHOT_NAME, encode_snapshot(payload))
+            atomic_write(directory, SNAPSHOT_NAME, encode_snapshot_chunks(payload))
             with contextlib.suppress(FileNotFoundError):
                 (directory / JOURNAL_NAME).unlink()
             fsync_dir(directory)
@@ -337,7 +338,7 @@ class Ledger:
     def _compact_sync(self, payload: dict[str, Any]) -> None:
         """Snapshot first, then a journal holding only the lines after it (crash-safe)."""
         seq = payload["seq"]
-        stored = self._store_snapshot(encode_snapshot(payload), seq)
+        stored = self._store_snapshot(payload)
         with self._io_lock:
             tail, self._tail = self._tail or [], None
             if self._closed or not stored:
@@ -356,18 +357,19 @@ class Ledger:
             self._fd = fd
             self._synced_seq = self._written_seq
 
-    def _store_snapshot(self, data: bytes, seq: int) -> bool:
+    def _store_snapshot(self, payload: dict[str, Any]) -> bool:
+        seq = payload["seq"]
         with self._snap_lock:
             if self._closed or seq <= self._snapshot_seq:
                 return False
-            atomic_write(self.directory, SNAPSHOT_NAME, data)
+            atomic_write(self.directory, SNAPSHOT_NAME, encode_snapshot_chunks(payload))
             self._snapshot_seq = seq
             self._snapshots += 1
             return True
 
     def _finish(self, payload: dict[str, Any]) -> None:
         """Final snapshot, then the journal goes: ``ledger.json`` alone is complete."""
-        self._store_snapshot(encode_snapshot(payload), payload["seq"])
+        self._store_snapshot(payload)
         with self._snap_lock, self._io_lock:
             if self._closed:
                 return
