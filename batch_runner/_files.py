@@ -89,7 +89,7 @@ def atomic_write(
     tmp = directory / f".{name}.tmp"
     fd = create_private(tmp, append=False)
     try:
-        for chunk in (data,) if isinstance(data, bytes | bytearray | memoryview) else data:
+        for chunk in (data,) if isinstance(data, bytes) else data:
             write_all(fd, chunk)
         if mode != PRIVATE_MODE:
             os.fchmod(fd, mode)
