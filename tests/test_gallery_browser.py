@@ -345,7 +345,8 @@ async def test_live_gallery_reloads_gains_cards_and_ends_static(tmp_path: Path) 
             assert "ETA" in first["banner"] and "spend $" in first["banner"]
             banners = {first["banner"].split(" finished")[0]}
             origins = {first["origin"]}
-            while len(origins) < 3:  # the index reloads itself, its counts move
+            while len(origins) < 3 or len(banners) < 2:  # the index reloads, its counts move
+                assert not run.done(), (origins, banners)
                 if (s := await sample(cdp)) is not None:
                     origins.add(s["origin"])
                     banners.add(s["banner"].split(" finished")[0])

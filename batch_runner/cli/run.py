@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .args import (
     add_output_flags,
@@ -253,6 +253,9 @@ async def _main(args: argparse.Namespace) -> int:
     from ..engine.api import load_for_run, prepare, started_sandbox
 
     on_note = functools.partial(note, json_lines=args.log_format == "json")
+    key = _seal_key(args)
+    if key is not None and (code := await _sealed(args, key)) is not None:
+        return code
     async with started_sandbox(args.sandbox) as sb:
         manifest = await load_for_run(
             args.manifest, sandbox=sb, api_base=args.api_base, offline=args.offline,
@@ -264,10 +267,85 @@ async def _main(args: argparse.Namespace) -> int:
 
             print_dry_run(target.manifest, target.out_dir, retry_failed=args.retry_failed)
             return 0
-        return await _run(args, target, sb)
+        basis = _basis(key, target, sb, args) if key is not None else None
+        return await _run(args, target, sb, basis=basis)
 
 
-async def _run(args: argparse.Namespace, target: Target, sandbox: object = None) -> int:
+def _seal_key(args: argparse.Namespace) -> str | None:
+    """The key a sealed folder must hold for this command to skip the manifest and the
+    ledger (see :mod:`batch_runner.engine.seal`); None when this run never takes that path:
+    a dry run, ``--verify full``, a shard."""
+    import os
+
+    from ..engine.seal import manifest_key
+    from ..ledger.shard import shard_from_env
+
+    if args.dry_run or args.verify == "full" or args.shard is not None:
+        return None
+    try:
+        if shard_from_env(os.environ, args.shard_count) is not None:
+            return None
+    except Exception:  # the full path reports a bad shard environment
+        return None
+    service = "sandbox" if args.sandbox else (
+        args.api_base or os.environ.get("WIRO_API_BASE") or "default"
+    )  # fmt: skip
+    publish = f"{args.publish or ''}\0{args.publish_public_url or ''}"
+    return manifest_key(Path(args.manifest), publish=publish, service=service)
+
+
+def _basis(key: str, target: Target, sandbox: object, args: argparse.Namespace) -> Any:
+    """What this run's jobs were built from, for the seal (None: not sealable)."""
+    from ..engine.api import resolver_for
+    from ..engine.seal import basis_for
+
+    if target.shard is not None:
+        return None
+    resolver = resolver_for(sandbox=sandbox, api_base=args.api_base, offline=True)
+    places = [folder for _, folder in resolver.places(target.manifest.path.parent)]
+    return basis_for(key, target.manifest, places)
+
+
+async def _sealed(args: argparse.Namespace, key: str) -> int | None:
+    """A re-run of a sealed folder with nothing to do: the summary, metrics and
+    notifications as for any run, without loading the manifest or the ledger."""
+    import asyncio
+    import os
+
+    from ..engine.reporting import RunEvent
+    from ..engine.seal import sealed_rerun
+    from ..report.operate import RunWatch
+
+    options_from_args(args)  # bad flags are refused as on the full path
+    out_dir = args.out or Path("outputs") / Path(args.manifest).stem
+    found = await asyncio.to_thread(sealed_rerun, Path(out_dir), key, publish=args.publish)
+    if found is None:
+        return None
+    result, last_success = found
+    manifest = Path(os.path.abspath(args.manifest))
+    watch = RunWatch(manifest=manifest, shard=None, **watch_options(args))
+    total = result.total
+    message = (
+        f"{total} jobs: 0 to submit, 0 to track, 0 to reconcile, 0 to download, {total} done, "
+        "0 failed earlier (sealed: nothing changed since the last run)"
+    )
+    plan = {"submit": 0, "reconcile": 0, "track": 0, "download": 0, "verify": total, "skip": 0}
+    data = {**plan, "edited": 0, "last_success_at": last_success, "sealed": True}
+    try:
+        watch.reporter.event(RunEvent("run_started", message=message, data=data))
+        watch.reporter.update(result.counts, total=total, spent=result.spent)
+    finally:
+        watch.reporter.close()
+    return await watch.finish(result)
+
+
+async def _run(
+    args: argparse.Namespace,
+    target: Target,
+    sandbox: object = None,
+    *,
+    basis: Any = None,
+) -> int:
     from ..engine.api import run
     from ..errors import BatchRunnerError
     from ..report.gallery import write_run_gallery
@@ -296,4 +374,10 @@ async def _run(args: argparse.Namespace, target: Target, sandbox: object = None)
             return exc.exit_code
         raise  # printed as for any command
     write_run_gallery(result, links=args.gallery_links, live=watch.gallery)
+    if basis is not None:
+        import asyncio
+
+        from ..engine.seal import seal_folder
+
+        await asyncio.to_thread(seal_folder, result, basis)
     return await watch.finish(result)

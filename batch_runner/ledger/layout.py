@@ -11,6 +11,8 @@ those names, so everything that names a file in the folder reads them from here:
       index.html         the results gallery (its first page)
       gallery/           the gallery's other pages: <view>-NNNN.html
       .lock, .lock.json  the run lock and who holds it
+      .seal.json         what a finished folder's last run rested on (an unchanged re-run
+                         then skips the manifest and the ledger: engine/seal.py)
       .partial/          downloads in progress, resumed with HTTP Range
       shards/K-of-N/     one such folder per shard of a sharded run
 """
@@ -25,6 +27,7 @@ GALLERY_NAME = "index.html"
 GALLERY_DIR = "gallery"
 LOCK_NAME = ".lock"
 HOLDER_NAME = ".lock.json"
+SEAL_NAME = ".seal.json"
 PARTIAL_DIR = ".partial"
 SHARDS_DIR = "shards"
 
@@ -38,4 +41,5 @@ OWNED_PREFIXES: tuple[str, ...] = (
     GALLERY_DIR + "/",
     LOCK_NAME,
     PARTIAL_DIR,
+    SEAL_NAME,
 )

@@ -84,6 +84,8 @@ class Manifest:
     definitions: dict[str, ModelDefinition] = field(default_factory=dict, hash=False)
     #: the object-store URL every verified output is uploaded to (``publish:``)
     publish: str | None = None
+    #: the data files (``jobs_from``) the jobs were read from, absolute
+    data_files: tuple[Path, ...] = ()
 
     def definition(self, model: str) -> ModelDefinition | None:
         return self.definitions.get(model)
@@ -148,6 +150,7 @@ class _Loader:
         self.path = Path(os.path.abspath(path))
         self.issues = Issues()
         self.files = Files(self.path.parent)
+        self.data_files: list[Path] = []
         self.root_schema = load_schema(schemas_dir() / "manifest.schema.json")
 
     def fail_if_issues(self) -> None:
@@ -511,6 +514,7 @@ class _Loader:
         pending = _Pending(display)
         try:
             data = path.read_bytes()
+            self.data_files.append(path)
         except OSError as exc:
             reason = "file not found" if isinstance(exc, FileNotFoundError) else exc.strerror
             pending.manifest.append(
@@ -605,6 +609,7 @@ class _Loader:
             models=tuple(dict.fromkeys(job.model for job in jobs)) or tuple(names),
             definitions={spec.name: spec.definition for spec in specs.values() if spec.definition},
             publish=publish if isinstance(publish, str) else None,
+            data_files=tuple(self.data_files),
         )
 
 
