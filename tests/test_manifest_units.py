@@ -17,6 +17,7 @@ from batch_runner._resources import schemas_dir
 from batch_runner.manifest.job import (
     ID_PATTERN,
     Job,
+    checked_id_problem,
     derive_job_id,
     fingerprint,
     id_part,
@@ -177,6 +178,18 @@ def test_good_ids(good: str) -> None:
 )  # fmt: skip
 def test_bad_ids(bad: str) -> None:
     assert id_problem(bad) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet="abcCONlptNUL019._-/\\ é", max_size=12),
+        st.sampled_from(["gallery", "GALLERY", "Com1", "aux", "x" * 128, "x" * 129, "a-"]),
+    )
+)
+def test_the_plain_id_fast_path_answers_as_every_check(job_id: str) -> None:
+    assert id_problem(job_id) == checked_id_problem(job_id)
+    assert id_problem("gallery") is not None and id_problem("nul") is not None
 
 
 def test_slugify() -> None:
