@@ -43,6 +43,7 @@ from .codec import (
 from .events import Event
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
 from .state import LedgerState, apply_event
+from .summary import Summary, summarize
 
 __all__ = [
     "VERSION",
@@ -54,6 +55,7 @@ __all__ = [
     "has_ledger",
     "parse_journal",
     "read_ledger",
+    "read_summary",
     "replay",
     "restore",
     "snapshot_payload",
@@ -118,6 +120,43 @@ def read_ledger(directory: str | os.PathLike[str]) -> LedgerState:
             raise LedgerError(f"There is no ledger in {directory}.")
         if _identity(snapshot) == before:
             return loaded.state
+    raise LedgerError(f"The ledger in {directory} kept changing while being read.")
+
+
+@gc_paused()
+def _summarize(directory: Path) -> Summary | None:
+    """The figures of the snapshot + journal, writing nothing; None when neither exists."""
+    snapshot, journal = directory / SNAPSHOT_NAME, directory / JOURNAL_NAME
+    files: list[bytes | None] = []
+    for path in (snapshot, journal):
+        try:
+            files.append(path.read_bytes())
+        except FileNotFoundError:
+            files.append(None)
+    if files[0] is None and files[1] is None:
+        return None
+    return summarize(*files, snapshot_where=str(snapshot), journal_where=str(journal))
+
+
+def read_summary(directory: str | os.PathLike[str]) -> Summary:
+    """What ``status`` shows of the ledger (:mod:`.summary`): the same figures as
+    :func:`read_ledger`'s state gives, without decoding every record, and as safe while
+    a run is active (retries when a compaction replaces the files under it)."""
+    directory = Path(directory)
+    snapshot = directory / SNAPSHOT_NAME
+    for _ in range(20):
+        before = _identity(snapshot)
+        try:
+            found = _summarize(directory)
+        except Gap:
+            time.sleep(0.01)
+            continue
+        except OSError as exc:
+            raise LedgerError(f"Cannot read the ledger in {directory}: {exc}") from exc
+        if found is None:
+            raise LedgerError(f"There is no ledger in {directory}.")
+        if _identity(snapshot) == before:
+            return found
     raise LedgerError(f"The ledger in {directory} kept changing while being read.")
 
 
