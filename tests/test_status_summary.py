@@ -63,7 +63,7 @@ from batch_runner.ledger.store import (
     replay,
     snapshot_payload,
 )
-from batch_runner.ledger.summary import _scan, summarize
+from batch_runner.ledger.summary import scan, summarize
 from batch_runner.report.status import folder_data, status_data
 
 TARGET = "s3://bucket/run"
@@ -101,16 +101,27 @@ def files(directory: Path) -> tuple[bytes | None, bytes | None]:
     return found[0], found[1]
 
 
-def check_folder(directory: Path, *, scanned: bool = True) -> dict[str, Any]:
-    """The summary equals the full decode; with ``scanned`` the byte scan itself answered
-    (not the fallback)."""
+def pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i : i + size] for i in range(0, len(data), size)]
+
+
+def scanned(snapshot: bytes, journal: bytes | None, size: int | None = None) -> Any:
+    """The byte scan's own answer (None: it handed over to the decode)."""
+    return scan(pieces(snapshot, size) if size else [snapshot], journal)
+
+
+def check_folder(directory: Path, *, scans: bool = True) -> dict[str, Any]:
+    """The summary equals the full decode; with ``scans`` the byte scan itself answered
+    (not the decode), whatever pieces the snapshot comes in."""
     want = expected(read_ledger(directory))
     assert got(read_summary(directory)) == want
     snapshot, journal = files(directory)
-    if scanned:
+    if scans:
         assert snapshot is not None
-        scan = _scan(snapshot, journal, SNAPSHOT_NAME, JOURNAL_NAME)
-        assert scan is not None and got(scan) == want
+        sizes = [None, 997, 13] + ([1] if len(snapshot) < 50_000 else [])
+        for size in sizes:
+            found = scanned(snapshot, journal, size)
+            assert found is not None and got(found) == want, size
     return want
 
 
@@ -243,7 +254,7 @@ def test_a_journal_left_before_the_first_snapshot(tmp_path: Path) -> None:
     assert decode_snapshot((tmp_path / SNAPSHOT_NAME).read_bytes()).seq == 0  # Ledger.open's
     check_folder(tmp_path)
     (tmp_path / SNAPSHOT_NAME).unlink()  # as a killed older version leaves it
-    check_folder(tmp_path, scanned=False)
+    check_folder(tmp_path, scans=False)
 
 
 def test_a_journal_that_repeats_lines_the_snapshot_holds(tmp_path: Path) -> None:
@@ -304,8 +315,9 @@ def test_many_costs_sum_exactly_as_the_decode_sums_them(tmp_path: Path) -> None:
     snapshot, journal = files(tmp_path)
     assert snapshot is not None and journal
     want = expected(read_ledger(tmp_path))
-    scan = _scan(snapshot, journal, SNAPSHOT_NAME, JOURNAL_NAME)
-    assert scan is not None and scan.cost == want["cost"]  # not rounded: the same floats
+    for size in (None, 4096, 333):
+        found = scanned(snapshot, journal, size)
+        assert found is not None and found.cost == want["cost"]  # not rounded: the same floats
 
 
 def test_job_ids_and_texts_that_need_escaping(tmp_path: Path) -> None:
@@ -315,9 +327,9 @@ def test_job_ids_and_texts_that_need_escaping(tmp_path: Path) -> None:
         events += [JobRegistered(job=job, fingerprint="fp"), JobFailed(job=job, error=job * 2)]
     events += [JobRegistered(job="fine", fingerprint="fp"), *succeed("fine")]
     write(tmp_path, events)
-    check_folder(tmp_path, scanned=False)  # ids with quotes: the decode answers
+    check_folder(tmp_path, scans=False)  # ids with quotes: the decode answers
     write(tmp_path, [JobReset(job=odd[1]), JobFailed(job="fine", error="late")], close=False)
-    check_folder(tmp_path, scanned=False)
+    check_folder(tmp_path, scans=False)
 
 
 def test_texts_with_escapes_in_a_scanned_ledger(tmp_path: Path) -> None:
@@ -342,8 +354,9 @@ def test_a_pretty_printed_ledger(tmp_path: Path) -> None:
     write(tmp_path, history())
     raw = json.loads((tmp_path / SNAPSHOT_NAME).read_text())
     (tmp_path / SNAPSHOT_NAME).write_text(json.dumps(raw, indent=2))
-    check_folder(tmp_path, scanned=False)
-    assert _scan(*files(tmp_path), SNAPSHOT_NAME, JOURNAL_NAME) is None
+    check_folder(tmp_path, scans=False)
+    snapshot, journal = files(tmp_path)
+    assert snapshot is not None and scanned(snapshot, journal) is None
 
 
 def test_a_record_in_another_field_order(tmp_path: Path) -> None:
@@ -352,12 +365,12 @@ def test_a_record_in_another_field_order(tmp_path: Path) -> None:
     record = raw["jobs"]["bad"]
     raw["jobs"]["bad"] = {"job_id": "bad", "cost": record["cost"], **record}
     (tmp_path / SNAPSHOT_NAME).write_bytes(orjson.dumps(raw))
-    check_folder(tmp_path, scanned=False)
+    check_folder(tmp_path, scans=False)
 
 
 def test_the_legacy_demo_ledger(tmp_path: Path) -> None:
     shutil.copytree(DATA / "legacy-demo", tmp_path / "demo")
-    check_folder(tmp_path / "demo", scanned=False)
+    check_folder(tmp_path / "demo", scans=False)
 
 
 def test_an_unreadable_record_fails_as_the_decode_fails(tmp_path: Path) -> None:
@@ -397,8 +410,10 @@ _events = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(_events, max_size=80), st.floats(0, 1), st.booleans())
-def test_random_histories_cut_anywhere(events: list[Event], cut: float, whole: bool) -> None:
+@given(st.lists(_events, max_size=80), st.floats(0, 1), st.booleans(), st.integers(1, 900))
+def test_random_histories_cut_anywhere(
+    events: list[Event], cut: float, whole: bool, size: int
+) -> None:
     """Snapshot after a random prefix; the journal holds the lines after it (or, as a
     killed compaction leaves it, every line)."""
     state, lines, snapshot = LedgerState(), [], None
@@ -421,7 +436,7 @@ def test_random_histories_cut_anywhere(events: list[Event], cut: float, whole: b
     reference = decode_snapshot(snapshot)
     replay(reference, parse_journal(journal)[0])
     want = expected(reference)
-    scan = _scan(snapshot, journal, SNAPSHOT_NAME, JOURNAL_NAME)
-    assert scan is not None and got(scan) == want
+    for found in (scanned(snapshot, journal), scanned(snapshot, journal, size)):
+        assert found is not None and got(found) == want
     assert got(summarize(snapshot, journal or None)) == want
     assert got(summarize(None, b"".join(lines))) == want

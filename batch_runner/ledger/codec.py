@@ -84,13 +84,6 @@ class NotCut(ValueError):
     """The records of what looked like :func:`encode_snapshot`'s output are not."""
 
 
-def cut_head(data: bytes, where: str = SNAPSHOT_NAME) -> dict[str, Any] | None:
-    """The checked top level of a file as :func:`encode_snapshot` writes it (its records
-    left unread, for readers that scan them as bytes), None for any other layout."""
-    head = _cut_head(data)
-    return None if head is None else _checked_head(head, where)
-
-
 def _cut_head(data: bytes) -> dict[str, Any] | None:
     """The top level of a file as encode_snapshot writes it (``jobs`` last), else None."""
     split = data.find(_JOBS)

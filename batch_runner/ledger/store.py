@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -43,7 +44,7 @@ from .codec import (
 from .events import Event
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
 from .state import LedgerState, apply_event
-from .summary import Summary, summarize
+from .summary import Summary, summarize, summarize_pieces
 
 __all__ = [
     "VERSION",
@@ -123,19 +124,35 @@ def read_ledger(directory: str | os.PathLike[str]) -> LedgerState:
     raise LedgerError(f"The ledger in {directory} kept changing while being read.")
 
 
+#: How much of ``ledger.json`` :func:`read_summary` holds at a time.
+SUMMARY_PIECE = 2 << 20
+
+
 @gc_paused()
 def _summarize(directory: Path) -> Summary | None:
-    """The figures of the snapshot + journal, writing nothing; None when neither exists."""
+    """The figures of the snapshot + journal, writing nothing; None when neither exists.
+    The snapshot is read a piece at a time from one open file (the same bytes for the
+    decode, should the scan hand over to it)."""
     snapshot, journal = directory / SNAPSHOT_NAME, directory / JOURNAL_NAME
-    files: list[bytes | None] = []
-    for path in (snapshot, journal):
+    where = {"snapshot_where": str(snapshot), "journal_where": str(journal)}
+    try:
+        file = snapshot.open("rb")
+    except FileNotFoundError:
+        file = None
+    with file if file is not None else contextlib.nullcontext():
         try:
-            files.append(path.read_bytes())
+            tail: bytes | None = journal.read_bytes()
         except FileNotFoundError:
-            files.append(None)
-    if files[0] is None and files[1] is None:
-        return None
-    return summarize(*files, snapshot_where=str(snapshot), journal_where=str(journal))
+            tail = None
+        if file is None:
+            return None if tail is None else summarize(None, tail, **where)
+
+        def whole() -> bytes:
+            file.seek(0)
+            return file.read()
+
+        pieces = functools.partial(iter, functools.partial(file.read, SUMMARY_PIECE), b"")
+        return summarize_pieces(pieces, whole, tail, **where)
 
 
 def read_summary(directory: str | os.PathLike[str]) -> Summary:

@@ -2,36 +2,36 @@
 
 Decoding a 100,000-job snapshot into records takes seconds, and ``status`` needs only the
 job count, the counts by status, the cost, the runs, the failures and the publishing
-figures. So a snapshot as :func:`.codec.encode_snapshot` writes it is scanned as bytes: a
-regular expression matches each record's leading fields (``job_id`` to ``cost``, in the
-order the record dataclass writes them) and C code counts statuses and sums costs. Only the
-records that need more are parsed: failed or cancelled ones (their rows), succeeded ones
-when a run published (their outputs), and the ones a journal tail touches, which are
-replayed with :func:`.codec.replay` on a state holding just them, so a killed run's events
-apply exactly as ``read_ledger`` applies them.
+figures. So a snapshot as :func:`.codec.encode_snapshot` writes it is scanned as bytes, a
+piece at a time (the reader never holds the whole file): a regular expression matches each
+record's leading fields (``job_id`` to ``cost``, in the order the record dataclass writes
+them) and C loops count statuses and sum costs. Only the records that need more are parsed:
+failed or cancelled ones (their rows), succeeded ones when a run published (their outputs),
+and the ones a journal tail touches, which are replayed with :func:`.codec.replay` on a
+state holding just them, so a killed run's events apply exactly as ``read_ledger`` applies
+them.
 
 Anything else (another layout, a record whose leading fields do not match, a malformed
-value) is decoded the old way, whole: :func:`summarize` always equals
-``of_state(`` *the decoded state* ``)``, and raises what decoding raises. Pure functions of
-bytes: the caller reads the files (:func:`.store.read_summary`).
+value) is decoded the old way, whole: the figures always equal ``of_state(`` *the decoded
+state* ``)``, and the errors are the decode's. Pure: the caller reads the files
+(:func:`.store.read_summary`).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import reduce
-from itertools import chain
+from functools import cache, reduce
 from operator import add, itemgetter
 from typing import Any
 
 import orjson
 
 from ..errors import LedgerError
-from .codec import Gap, NotCut, cut_head, decode_snapshot, head_state, parse_journal, replay
-from .events import JobEvent, parse_published, parse_saved
+from .codec import Gap, NotCut, decode_snapshot, head_state, parse_journal, replay
+from .events import JobEvent, RunStarted, parse_published, parse_saved
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
 from .published import PublishFigures, figures, figures_of, last_target
 from .state import (
@@ -44,7 +44,7 @@ from .state import (
     total_cost,
 )
 
-__all__ = ["Summary", "of_state", "summarize"]
+__all__ = ["Summary", "of_state", "scan", "summarize", "summarize_pieces"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,16 +95,43 @@ def summarize(
     """The figures of a ledger whose ``ledger.json`` and ``journal.jsonl`` hold these bytes
     (None: no such file). LedgerError as decoding raises it; :class:`.codec.Gap` when the
     journal starts after the snapshot (the files changed under the reader: read again)."""
-    if snapshot is not None:
-        try:
-            found = _scan(snapshot, journal, snapshot_where, journal_where)
-        except Gap:
-            raise
-        except (LedgerError, KeyError, TypeError, ValueError, AttributeError):
-            found = None  # decoding says what is wrong, in its own words
-        if found is not None:
-            return found
-    state = decode_snapshot(snapshot, snapshot_where) if snapshot is not None else LedgerState()
+    if snapshot is None:
+        return _decoded(None, journal, snapshot_where, journal_where)
+    return summarize_pieces(
+        lambda: (snapshot,),
+        lambda: snapshot,
+        journal,
+        snapshot_where=snapshot_where,
+        journal_where=journal_where,
+    )
+
+
+def summarize_pieces(
+    pieces: Callable[[], Iterable[bytes]],
+    whole: Callable[[], bytes],
+    journal: bytes | None,
+    *,
+    snapshot_where: str = SNAPSHOT_NAME,
+    journal_where: str = JOURNAL_NAME,
+) -> Summary:
+    """:func:`summarize` of a snapshot handed over as ``pieces()`` (its bytes in order, cut
+    anywhere); ``whole()`` gives all of them at once, for the decode, when the scan cannot
+    read them (the same bytes: the caller keeps the file open, or checks it did not change)."""
+    try:
+        found = scan(pieces(), journal, snapshot_where, journal_where)
+    except Gap:
+        raise
+    except (LedgerError, KeyError, TypeError, ValueError, AttributeError):
+        found = None  # decoding says what is wrong, in its own words
+    if found is not None:
+        return found
+    return _decoded(whole(), journal, snapshot_where, journal_where)
+
+
+def _decoded(
+    snapshot: bytes | None, journal: bytes | None, where: str, journal_where: str
+) -> Summary:
+    state = decode_snapshot(snapshot, where) if snapshot is not None else LedgerState()
     if journal is not None:
         replay(state, parse_journal(journal, journal_where)[0], journal_where)
     return of_state(state)
@@ -137,44 +164,73 @@ def _head(status: bytes, *, rows: bool) -> re.Pattern[bytes]:
     )  # fmt: skip
 
 
-_COUNTS = _head(rb"[a-z]+", rows=False)
-_EVERY = _head(rb"[a-z]+", rows=True)
-_FAILED = _head(rb"failed|cancelled", rows=True)
-_SUCCEEDED = _head(rb"succeeded", rows=True)
+@cache
+def _patterns() -> tuple[re.Pattern[bytes], ...]:
+    """Compiled on first use, not at import (10 ms every command would pay): the counting
+    pattern, then the row patterns for every record, failed ones and succeeded ones."""
+    every = rb"[a-z]+"
+    return (
+        _head(every, rows=False),
+        _head(every, rows=True),
+        _head(rb"failed|cancelled", rows=True),
+        _head(rb"succeeded", rows=True),
+    )
+
+
 _BAD = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
-def _scan(data: bytes, journal: bytes | None, where: str, journal_where: str) -> Summary | None:
-    """:func:`summarize` for a snapshot in encode_snapshot's layout; None for another
-    layout, NotCut (or another ValueError) when a record does not read as expected."""
-    head = cut_head(data, where)
-    if head is None:
+def scan(
+    pieces: Iterable[bytes],
+    journal: bytes | None,
+    where: str = SNAPSHOT_NAME,
+    journal_where: str = JOURNAL_NAME,
+) -> Summary | None:
+    """:func:`summarize` for a snapshot in encode_snapshot's layout, its bytes in
+    ``pieces``; None for another layout, NotCut (or another ValueError) when a record does
+    not read as expected."""
+    segments = _segments(pieces)
+    head = next(segments, None)
+    if not isinstance(head, dict) or "jobs" in head:
         return None
+    if head.get("version") != 1:
+        raise LedgerError(f"{where}: not this version")  # the decode says it properly
     events = parse_journal(journal, journal_where)[0] if journal is not None else []
     state = head_state(head, {})
-    touched = {e.job for seq, e in events if seq > state.seq and isinstance(e, JobEvent)}
-    start = data.find(_JOBS) + len(_JOBS)
-    records, state.counts, state.cost = _tally(data, start)
-    listed, state.jobs = _rows(data, start, touched, state.counts)
-    found, succeeded = set(state.jobs), state.counts[JobStatus.SUCCEEDED]
+    tail = [(seq, e) for seq, e in events if seq > state.seq]
+    touched = {e.job for _, e in tail if isinstance(e, JobEvent)}
+    # The target publishing figures are for: the runs' last, as the replay will leave them.
+    targets = [run.publish for run in state.runs]
+    targets += [e.publish for _, e in tail if isinstance(e, RunStarted)]
+    target = next((t for t in reversed(targets) if t), None)
+    records = _Records(touched, target)
+    for segment in segments:
+        if segment is None or isinstance(segment, dict):
+            return None  # not encode_snapshot's layout after all
+        records.read(*segment)
+    state.jobs, state.counts, state.cost = records.touched, records.counts(), records.cost
+    found = len(state.jobs)
     replay(state, events, journal_where)
+    if last_target(state) != target:
+        raise NotCut("the replayed runs disagree")  # never: the decode answers
     rows: list[dict[str, Any]] = []
-    for item in listed:
+    for item in records.listed:
         if isinstance(item, str):
             record = state.jobs[item]
             if record.status in _BAD:
                 rows.append(_row(record))
         else:
             rows.append(item)
-    added = list(state.jobs.values())[len(found) :]  # registered after the snapshot
+    added = list(state.jobs.values())[found:]  # registered after the snapshot
     rows += [_row(r) for r in added if r.status in _BAD]
-    target = last_target(state)
     publish = None
     if target:  # the snapshot's other succeeded records, then the replayed ones
-        others = _succeeded(data, start, found, succeeded)
-        publish = figures_of(chain(others, state.jobs.values()), target)
+        mine = _ints(figures_of(state.jobs.values(), target))
+        publish = PublishFigures(
+            target, *[a + b for a, b in zip(records.publish, mine, strict=True)]
+        )
     return Summary(
-        jobs=records + len(added),
+        jobs=records.records + len(added),
         counts=counts_by_status(state),
         cost=total_cost(state),
         runs=list(state.runs),
@@ -183,73 +239,134 @@ def _scan(data: bytes, journal: bytes | None, where: str, journal_where: str) ->
     )
 
 
-def _tally(data: bytes, start: int) -> tuple[int, dict[JobStatus, int], float]:
-    """How many records, how many per status and their cost summed in file order (as
-    :meth:`.state.LedgerState.recount` sums it), all in C loops."""
-    heads = _COUNTS.findall(data, start)
-    if len(heads) != data.count(_RECORD, start):
-        raise NotCut("a record's leading fields are not in encode_snapshot's layout")
-    counts = dict.fromkeys(JobStatus, 0)
-    for value, count in Counter(map(itemgetter(0), heads)).items():
-        counts[JobStatus(value.decode())] = count
-    tokens = list(map(itemgetter(1), heads))
-    del heads
-    costs = {token: orjson.loads(token) or 0.0 for token in set(tokens)}
-    return len(tokens), counts, reduce(add, map(costs.__getitem__, tokens), 0.0)
+def _ints(fig: PublishFigures) -> tuple[int, int, int, int]:
+    return fig.published_jobs, fig.unpublished_jobs, fig.objects, fig.bytes
 
 
-def _rows(
-    data: bytes, start: int, touched: set[str], counts: dict[JobStatus, int]
-) -> tuple[list[dict[str, Any] | str], dict[str, JobRecord]]:
-    """The snapshot's failure rows in file order, with the key of each record the journal
-    touches in its place (its row is known after the replay), and those records."""
-    listed: list[dict[str, Any] | str] = []
-    records: dict[str, JobRecord] = {}
-    expected = sum(counts.values()) if touched else counts[_BAD[0]] + counts[_BAD[1]]
-    if not expected:
-        return listed, records
-    loads, seen = orjson.loads, 0
-    for match in (_EVERY if touched else _FAILED).finditer(data, start):
-        seen += 1
-        if touched:
-            key = _key_before(data, match.start())
-            if key in touched:
-                records[key] = JobRecord.from_dict(_record_at(data, match.start()))
-                listed.append(key)
+_Segment = tuple[bytes, int, int]
+
+
+def _segments(pieces: Iterable[bytes]) -> Iterator[dict[str, Any] | _Segment | None]:
+    """The snapshot's top level (anything but a dict: not encode_snapshot's layout), then
+    ``(buffer, start, stop)`` runs of whole records: every record whose mark lies in
+    ``buffer[start:stop]`` ends by ``stop``. A None at the end: the file does not end as
+    that layout does."""
+    chunks = iter(pieces)
+    buffer = b""
+    for piece in chunks:
+        buffer += piece
+        split = buffer.find(_JOBS)
+        if split >= 0:
+            break
+    else:
+        yield None
+        return
+    try:
+        yield orjson.loads(buffer[:split] + b"}")
+    except ValueError:
+        yield None
+        return
+    start = split + len(_JOBS) - 1  # keep the "{" before the first key
+    for piece in chunks:
+        buffer = buffer[start:] + piece if start else buffer + piece
+        start = 0
+        last = buffer.rfind(_RECORD)
+        cut = buffer.rfind(b',"', 0, last) if last > 0 else -1
+        if cut > 0:  # the records before the last one are whole
+            yield buffer, 0, cut
+            start = cut
+    if not buffer.endswith(b"}}") or len(buffer) - 2 < start:
+        yield None
+        return
+    yield buffer, start, len(buffer) - 2
+
+
+class _Records:
+    """The snapshot's records, read a run of them at a time."""
+
+    def __init__(self, touched: set[str], target: str | None) -> None:
+        self.wanted, self.target = touched, target
+        self.records = 0
+        self.statuses: Counter[bytes] = Counter()
+        self.cost = 0.0  # summed in file order, as LedgerState.recount sums it
+        #: failure rows in file order, a touched record's key in its place
+        self.listed: list[dict[str, Any] | str] = []
+        self.touched: dict[str, JobRecord] = {}
+        #: publishing figures of the succeeded records it read (``_ints``'s order)
+        self.publish = [0, 0, 0, 0]
+
+    def counts(self) -> dict[JobStatus, int]:
+        counts = dict.fromkeys(JobStatus, 0)
+        for value, count in self.statuses.items():
+            counts[JobStatus(value.decode())] = count
+        return counts
+
+    def read(self, data: bytes, start: int, stop: int) -> None:
+        counting, every, failed, _ = _patterns()
+        heads = counting.findall(data, start, stop)
+        if len(heads) != data.count(_RECORD, start, stop):
+            raise NotCut("a record's leading fields are not in encode_snapshot's layout")
+        statuses = Counter(map(itemgetter(0), heads))
+        tokens = list(map(itemgetter(1), heads))
+        del heads
+        costs = {token: orjson.loads(token) or 0.0 for token in set(tokens)}
+        self.cost = reduce(add, map(costs.__getitem__, tokens), self.cost)
+        self.records += len(tokens)
+        self.statuses += statuses
+        bad = statuses[b"failed"] + statuses[b"cancelled"]
+        if self.wanted:
+            self._rows(every, data, start, stop, len(tokens))
+        elif bad:
+            self._rows(failed, data, start, stop, bad)
+        if self.target and statuses[b"succeeded"]:
+            succeeded = self._succeeded(data, start, stop, statuses[b"succeeded"])
+            mine = _ints(figures_of(succeeded, self.target))
+            self.publish = [a + b for a, b in zip(self.publish, mine, strict=True)]
+
+    def _rows(
+        self, pattern: re.Pattern[bytes], data: bytes, start: int, stop: int, expected: int
+    ) -> None:
+        loads, seen, wanted = orjson.loads, 0, self.wanted
+        for match in pattern.finditer(data, start, stop):
+            seen += 1
+            if wanted:
+                key = _key_before(data, match.start())
+                if key in wanted:
+                    raw = _record_at(data, match.start(), stop)
+                    self.touched[key] = JobRecord.from_dict(raw)
+                    self.listed.append(key)
+                    continue
+            job_id, status, taskid, error = match.groups()
+            if status == b"failed" or status == b"cancelled":
+                self.listed.append(
+                    {
+                        "job": loads(job_id),
+                        "status": status.decode(),
+                        "error": loads(error),
+                        "taskid": loads(taskid),
+                    }
+                )
+        if seen != expected:
+            raise NotCut("records and their leading fields disagree")
+
+    def _succeeded(self, data: bytes, start: int, stop: int, expected: int) -> Iterator[JobRecord]:
+        """The succeeded records the journal does not touch, each with just what the
+        publishing figures read (its outputs and published entries)."""
+        seen, wanted = 0, self.wanted
+        for match in _patterns()[3].finditer(data, start, stop):
+            seen += 1
+            if wanted and _key_before(data, match.start()) in wanted:
                 continue
-        job_id, status, taskid, error = match.groups()
-        if status == b"failed" or status == b"cancelled":
-            listed.append(
-                {
-                    "job": loads(job_id),
-                    "status": status.decode(),
-                    "error": loads(error),
-                    "taskid": loads(taskid),
-                }
+            raw = _record_at(data, match.start(), stop)
+            yield JobRecord(
+                job_id=raw["job_id"],
+                status=JobStatus.SUCCEEDED,
+                fingerprint=raw["fingerprint"],
+                outputs=parse_saved(raw.get("outputs")),
+                published=parse_published(raw.get("published")),
             )
-    if seen != expected:
-        raise NotCut("records and their leading fields disagree")
-    return listed, records
-
-
-def _succeeded(data: bytes, start: int, skip: set[str], expected: int) -> Iterator[JobRecord]:
-    """The snapshot's succeeded records but those in ``skip``, each with just what the
-    publishing figures read (its outputs and published entries)."""
-    seen = 0
-    for match in _SUCCEEDED.finditer(data, start):
-        seen += 1
-        if skip and _key_before(data, match.start()) in skip:
-            continue
-        raw = _record_at(data, match.start())
-        yield JobRecord(
-            job_id=raw["job_id"],
-            status=JobStatus.SUCCEEDED,
-            fingerprint=raw["fingerprint"],
-            outputs=parse_saved(raw.get("outputs")),
-            published=parse_published(raw.get("published")),
-        )
-    if seen != expected:
-        raise NotCut("records and their leading fields disagree")
+        if seen != expected:
+            raise NotCut("records and their leading fields disagree")
 
 
 def _key_before(data: bytes, at: int) -> str:
@@ -263,10 +380,10 @@ def _key_before(data: bytes, at: int) -> str:
     return key
 
 
-def _record_at(data: bytes, at: int) -> dict[str, Any]:
+def _record_at(data: bytes, at: int, stop: int) -> dict[str, Any]:
     """The record whose mark is at ``at``, parsed (cut as :func:`.codec.iter_snapshot`)."""
-    after = data.find(_RECORD, at + len(_RECORD))
-    end = len(data) - 2 if after < 0 else data.rfind(b',"', at, after)
+    after = data.find(_RECORD, at + len(_RECORD), stop)
+    end = stop if after < 0 else data.rfind(b',"', at, after)
     record = orjson.loads(memoryview(data)[at + 1 : end])
     if type(record) is not dict:
         raise NotCut("not a record")
