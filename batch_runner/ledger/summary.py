@@ -30,7 +30,7 @@ from typing import Any
 import orjson
 
 from ..errors import LedgerError
-from .codec import Gap, NotCut, decode_snapshot, head_state, parse_journal, replay
+from .codec import VERSION, Gap, NotCut, decode_snapshot, head_state, parse_journal, replay
 from .events import JobEvent, RunStarted, parse_published, parse_saved
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
 from .published import PublishFigures, figures, figures_of, last_target
@@ -193,7 +193,7 @@ def scan(
     head = next(segments, None)
     if not isinstance(head, dict) or "jobs" in head:
         return None
-    if head.get("version") != 1:
+    if head.get("version") != VERSION:
         raise LedgerError(f"{where}: not this version")  # the decode says it properly
     events = parse_journal(journal, journal_where)[0] if journal is not None else []
     state = head_state(head, {})
