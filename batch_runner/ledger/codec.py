@@ -204,19 +204,25 @@ def decode_snapshot(data: bytes, where: str = SNAPSHOT_NAME) -> LedgerState:
             head, jobs = _decode(data, where, whole=False)
         except NotCut:
             head, jobs = _decode(data, where, whole=True)
-        state = LedgerState(
-            jobs=jobs,
-            uploads={str(k): str(v) for k, v in head.get("uploads", {}).items()},
-            runs=[RunInfo(**run) for run in head.get("runs", [])],
-            seq=int(head["seq"]),
-            updated_at=head.get("updated_at"),
-        )
+        state = head_state(head, jobs)
     except LedgerError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise LedgerError(f"{where} is not a readable ledger: {exc!r}") from exc
     state.recount()
     return state
+
+
+def head_state(head: dict[str, Any], jobs: dict[str, JobRecord]) -> LedgerState:
+    """A state holding ``jobs`` under a snapshot's top level (runs, uploads, seq); KeyError,
+    TypeError, ValueError or AttributeError when that top level is malformed."""
+    return LedgerState(
+        jobs=jobs,
+        uploads={str(k): str(v) for k, v in head.get("uploads", {}).items()},
+        runs=[RunInfo(**run) for run in head.get("runs", [])],
+        seq=int(head["seq"]),
+        updated_at=head.get("updated_at"),
+    )
 
 
 def _decode(data: bytes, where: str, *, whole: bool) -> tuple[dict[str, Any], dict[str, JobRecord]]:

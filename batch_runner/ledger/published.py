@@ -94,6 +94,12 @@ def figures(
     """Publishing figures for ``target`` over ``job_ids`` (default: every job); O(jobs)."""
     jobs = state.jobs
     records = jobs.values() if job_ids is None else (jobs[j] for j in job_ids if j in jobs)
+    return figures_of(records, target)
+
+
+def figures_of(records: Iterable[JobRecord], target: str) -> PublishFigures:
+    """Publishing figures for ``target`` over ``records`` in any order (``status`` feeds
+    records it builds from the snapshot's bytes, one at a time)."""
     done = missing = objects = size = 0
     for record in records:
         if record.status != JobStatus.SUCCEEDED:

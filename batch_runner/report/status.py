@@ -13,10 +13,8 @@ from typing import Any
 
 from ..errors import UsageError, printable
 from ..ledger.lock import holder_info, is_locked
-from ..ledger.published import figures, last_target
 from ..ledger.shard import existing_shards
-from ..ledger.state import counts_by_status, failures, total_cost
-from ..ledger.store import has_ledger, read_ledger
+from ..ledger.store import has_ledger, read_summary
 
 
 def _stamp(ts: float | None) -> str | None:
@@ -30,30 +28,27 @@ def _tracking(holder: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def folder_data(out_dir: Path) -> dict[str, Any]:
-    """One ledger folder's figures, as plain JSON values."""
-    state = read_ledger(out_dir)
+    """One ledger folder's figures, as plain JSON values (read from the ledger's bytes,
+    without decoding every record: :mod:`batch_runner.ledger.summary`)."""
+    summary = read_summary(out_dir)
     active = is_locked(out_dir)
     holder = (holder_info(out_dir) or {}) if active else {}
-    runs = state.runs
-    target = last_target(state)
+    runs = summary.runs
     return {
         "out_dir": str(out_dir),
         "active": active,
         "active_pid": holder.get("pid"),
         "tracking": _tracking(holder),
-        "jobs": len(state.jobs),
-        "counts": counts_by_status(state),
-        "spent_usd": round(total_cost(state), 6),
+        "jobs": summary.jobs,
+        "counts": summary.counts,
+        "spent_usd": round(summary.cost, 6),
         "started_at": _stamp(runs[0].started_at) if runs else None,
         "last_run_started_at": _stamp(runs[-1].started_at) if runs else None,
         "last_run_ended_at": _stamp(runs[-1].ended_at) if runs else None,
         "last_exit_code": runs[-1].exit_code if runs else None,
         "runs": len(runs),
-        "failures": [
-            {"job": r.job_id, "status": r.status.value, "error": r.error, "taskid": r.taskid}
-            for r in failures(state)
-        ],
-        "publish": figures(state, target).to_dict() if target else None,
+        "failures": summary.failures,
+        "publish": summary.publish.to_dict() if summary.publish else None,
     }
 
 
