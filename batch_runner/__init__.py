@@ -203,9 +203,9 @@ if TYPE_CHECKING:  # what the names above resolve to, for type checkers and edit
         UsageError,
     )
     from .ledger.events import PublishedOutput, SavedOutput
+    from .ledger.reading import read_ledger
     from .ledger.shard import Shard
     from .ledger.state import JobRecord, JobStatus, LedgerState
-    from .ledger.store import read_ledger
     from .manifest.job import Job
     from .manifest.loader import Manifest, load_manifest
     from .report.gallery import LiveGallery, write_gallery

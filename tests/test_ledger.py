@@ -356,3 +356,27 @@ def test_schema_accepts_a_rich_ledger() -> None:
         asyncio.run(fill())
         data = validate(directory)
         assert data["jobs"]["a"]["previous"][0]["outputs"][0]["path"] == "a.mp4"
+
+
+def test_is_locked_sees_a_holder_in_this_process_and_in_another(tmp_path: Path) -> None:
+    """The flock probe of ``status`` agrees with filelock, which the run lock uses."""
+    from batch_runner.ledger.lock import RunLock, _probe, is_locked
+
+    assert not is_locked(tmp_path)  # no lock file at all
+    with RunLock(tmp_path):
+        assert is_locked(tmp_path) and _probe(tmp_path / ".lock")
+    assert not is_locked(tmp_path) and not _probe(tmp_path / ".lock")  # the file stays
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path;"
+         "from batch_runner.ledger.lock import RunLock; l = RunLock(Path(sys.argv[1]));"
+         "l.acquire(); print('held', flush=True); time.sleep(60)", str(tmp_path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert is_locked(tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()  # type: ignore[union-attr]
+    assert not is_locked(tmp_path), "the kernel lets go of a killed holder's lock"

@@ -166,3 +166,27 @@ def test_version_answers_at_once_and_matches_the_parser(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "batch_runner", "--version", "status"]
     slow = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert slow.returncode == 0 and slow.stdout.strip() == version
+
+
+def test_other_commands_describe_sandbox_without_importing_it(tmp_path: Path) -> None:
+    """``status`` and the rest list ``sandbox`` with the same line as the full parser, and
+    do not import the sandbox (its catalogue) or filelock/asyncio to read a folder."""
+    from batch_runner.cli import SANDBOX_HELP, build_parser
+
+    def sandbox_line(parser: argparse.ArgumentParser) -> str:
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return next(c.help for c in action._choices_actions if c.dest == "sandbox") or ""
+
+    assert sandbox_line(build_parser()) == SANDBOX_HELP == sandbox_line(build_parser(only="run"))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    code = (
+        "import sys, batch_runner.cli as c; rc = c.main(['status', sys.argv[1]]);"
+        "print(rc, sorted(m for m in sys.modules if m.startswith('batch_runner.sandbox')"
+        " or m in ('filelock', 'asyncio')))"
+    )
+    shutil.copytree(REPO / "tests" / "data" / "legacy-demo", tmp_path / "out")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path / "out")], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert "succeeded" in done.stdout, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout

@@ -27,8 +27,15 @@ exit codes:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ..sandbox import cli as sandbox_cli
+#: ``sandbox``'s line in the command list, so that other commands need not import the
+#: sandbox's catalogue and fault names (25 ms of every start-up) to describe it.
+SANDBOX_HELP = "serve a local Wiro-compatible API (demo, tests)"
+
+
+def build_parser(*, only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser. ``only`` names the command about to run: then the ``sandbox``
+    subcommand's own options are added only if it is that command (None: every command in
+    full, as for ``--help`` and shell completion)."""
     from . import cancel, completion, init, models, status, validate
     from . import run as run_cmd
 
@@ -43,8 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show tracebacks and debug logs"
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (run_cmd, validate, init, models, status, cancel, sandbox_cli, completion):
+    for module in (run_cmd, validate, init, models, status, cancel):
         module.register(subparsers)
+    if only is not None and only != "sandbox":
+        subparsers.add_parser("sandbox", help=SANDBOX_HELP)
+    else:
+        from ..sandbox import cli as sandbox_cli
+
+        sandbox_cli.register(subparsers)
+    completion.register(subparsers)
     for sub in subparsers.choices.values():  # -v works after the subcommand too
         sub.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                          help="show tracebacks and debug logs")  # fmt: skip
@@ -56,9 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args_given == ["--version"]:  # answered before the subcommands' modules are imported
         print(f"batch-runner {__version__}")
         return 0
+    import os
+
     from .completion import autocomplete
 
-    parser = build_parser()
+    command = next((word for word in args_given if not word.startswith("-")), None)
+    parser = build_parser(only=None if "_ARGCOMPLETE" in os.environ else command)
     autocomplete(parser)  # a Tab in a shell with the completion script: answer and exit
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)

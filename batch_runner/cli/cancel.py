@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 from pathlib import Path
 
 
@@ -15,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def main(args: argparse.Namespace) -> int:
+    import asyncio
+
     from ..engine.cancel import cancel
 
     stopped, failed = asyncio.run(cancel(args.out_dir, api_base=args.api_base))

@@ -18,8 +18,8 @@ from typing import Protocol, TypeVar
 
 from ..errors import UsageError
 from .layout import SHARDS_DIR
+from .reading import has_ledger, read_ledger
 from .state import LedgerState
-from .store import has_ledger, read_ledger
 
 
 class _HasId(Protocol):

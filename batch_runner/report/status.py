@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import UsageError, printable
 from ..ledger.lock import holder_info, is_locked
+from ..ledger.reading import has_ledger, read_summary
 from ..ledger.shard import existing_shards
-from ..ledger.store import has_ledger, read_summary
 
 
 def _stamp(ts: float | None) -> str | None:

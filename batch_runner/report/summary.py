@@ -67,8 +67,8 @@ def _publish_lines(result: RunResult) -> list[str]:
 def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> None:
     """What ``run`` would do, from the manifest and the ledger; sends nothing, writes nothing."""
     from ..engine.plan import plan_run
+    from ..ledger.reading import has_ledger, read_ledger
     from ..ledger.state import LedgerState
-    from ..ledger.store import has_ledger, read_ledger
 
     state = read_ledger(out_dir) if has_ledger(out_dir) else LedgerState()
     plan = plan_run(manifest.jobs, state, retry_failed=retry_failed)

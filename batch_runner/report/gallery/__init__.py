@@ -31,9 +31,9 @@ from pathlib import Path
 from ...engine.result import RunResult
 from ...errors import BatchRunnerError, UsageError
 from ...ledger.layout import GALLERY_DIR, GALLERY_NAME
+from ...ledger.reading import read_ledger
 from ...ledger.shard import merged_state
 from ...ledger.state import LedgerState
-from ...ledger.store import read_ledger
 from ...manifest.loader import Manifest
 from .book import COMPARE_ROWS, PAGE_CARDS, Book, Written, page_name
 from .cards import LINK_MODES
