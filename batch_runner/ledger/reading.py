@@ -12,8 +12,9 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from .._files import PRIVATE_MODE, atomic_write, fsync_dir, gc_paused
 from ..errors import LedgerError
@@ -74,20 +75,36 @@ def read_ledger(directory: str | os.PathLike[str]) -> LedgerState:
     """The ledger's current state without a lock and without writing: safe while a run is
     active (retries when a compaction replaces the files under it)."""
     directory = Path(directory)
+
+    def read() -> LedgerState | None:
+        loaded = _load(directory)
+        return loaded.state if loaded.snapshot or loaded.journal else None
+
+    return _consistent(directory, read)
+
+
+T = TypeVar("T")
+
+
+def _consistent(directory: Path, read: Callable[[], T | None]) -> T:
+    """``read()`` of a snapshot that did not change while it was read: a compaction may
+    replace the files under a reader (then the journal may start after the snapshot it
+    read, a :class:`Gap`), so read again, up to 20 times. LedgerError when there is no
+    ledger (``read`` gives None) or it cannot be read."""
     snapshot = directory / SNAPSHOT_NAME
     for _ in range(20):
         before = _identity(snapshot)
         try:
-            loaded = _load(directory)
+            found = read()
         except Gap:
             time.sleep(0.01)
             continue
         except OSError as exc:
             raise LedgerError(f"Cannot read the ledger in {directory}: {exc}") from exc
-        if not loaded.snapshot and not loaded.journal:
+        if found is None:
             raise LedgerError(f"There is no ledger in {directory}.")
         if _identity(snapshot) == before:
-            return loaded.state
+            return found
     raise LedgerError(f"The ledger in {directory} kept changing while being read.")
 
 
@@ -127,21 +144,7 @@ def read_summary(directory: str | os.PathLike[str]) -> Summary:
     :func:`read_ledger`'s state gives, without decoding every record, and as safe while
     a run is active (retries when a compaction replaces the files under it)."""
     directory = Path(directory)
-    snapshot = directory / SNAPSHOT_NAME
-    for _ in range(20):
-        before = _identity(snapshot)
-        try:
-            found = _summarize(directory)
-        except Gap:
-            time.sleep(0.01)
-            continue
-        except OSError as exc:
-            raise LedgerError(f"Cannot read the ledger in {directory}: {exc}") from exc
-        if found is None:
-            raise LedgerError(f"There is no ledger in {directory}.")
-        if _identity(snapshot) == before:
-            return found
-    raise LedgerError(f"The ledger in {directory} kept changing while being read.")
+    return _consistent(directory, lambda: _summarize(directory))
 
 
 def restore(directory: str | os.PathLike[str]) -> LedgerState:
