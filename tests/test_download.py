@@ -268,6 +268,22 @@ async def test_happy_path(host: _Host, session: aiohttp.ClientSession, tmp_path:
     assert verify_file(tmp_path / "job.mp4", len(DATA), SHA)
 
 
+async def test_a_small_output_hands_back_its_first_bytes(
+    host: _Host, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A body that fits one piece is never read back from disk to tell its type: the result
+    carries its first bytes; a file assembled from a resumed part does not (read it)."""
+    url = host.base + "/file"
+    res = await download_verified(session, url, tmp_path, "job.mp4", expected_size=len(DATA),
+                                  allow_http=True, chunk_size=4 * len(DATA))  # fmt: skip
+    assert res.head == DATA[:64] == (tmp_path / "job.mp4").read_bytes()[:64]
+    part_of(tmp_path, "again.mp4").write_bytes(DATA[:1000])
+    resumed = await download_verified(session, url, tmp_path, "again.mp4",
+                                      expected_size=len(DATA), allow_http=True,
+                                      chunk_size=4 * len(DATA))  # fmt: skip
+    assert resumed.head is None and resumed.sha256 == SHA
+
+
 async def test_unknown_size_and_nested_path(
     host: _Host, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:

@@ -26,6 +26,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 
 from .._files import DirSync, write_all
+from .._media import HEAD_BYTES
 from ..errors import (
     DiskFullError,
     DownloadError,
@@ -72,11 +73,14 @@ _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batch-runner-do
 
 @dataclass(frozen=True, slots=True)
 class DownloadResult:
-    """A verified file: ``path`` relative to the output folder, its size and sha256."""
+    """A verified file: ``path`` relative to the output folder, its size and sha256, and its
+    first bytes when the whole file passed through memory at once (a small output), so its
+    type is told without reading it back (None: read them from the file)."""
 
     path: str
     size: int
     sha256: str
+    head: bytes | None = None
 
 
 def check_url(url: str, *, allow_http: bool) -> None:
@@ -397,7 +401,8 @@ async def download_verified(
             await dl.write([dl.tail])  # kept for a resume, as every byte received is
             raise IntegrityError(f"{rel_path}: received {received} bytes, expected {expected_size}")
         await dl.call(dl._install, out_dir, rel_path, final, dl.tail)
+        head = dl.tail[:HEAD_BYTES] if dl.size == 0 else None  # the tail is the whole file
         dl.size = received
-        return DownloadResult(rel_path, received, dl.hasher.hexdigest())
+        return DownloadResult(rel_path, received, dl.hasher.hexdigest(), head)
     finally:
         dl.close()

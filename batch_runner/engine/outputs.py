@@ -101,9 +101,13 @@ class Outputs:
                 if out.name in saved:
                     continue
                 result = await self._fetch(out, rel)
-                content_type = await asyncio.to_thread(
-                    saved_type, ctx.out_dir / result.path, out.name, out.contenttype
-                )
+                if result.head is not None:  # a small output: its bytes are still at hand
+                    name = out.name or Path(result.path).name
+                    content_type = type_of_file(result.head, name, out.contenttype)
+                else:
+                    content_type = await asyncio.to_thread(
+                        saved_type, ctx.out_dir / result.path, out.name, out.contenttype
+                    )
                 await ctx.record(
                     OutputSaved(
                         job=job_id,
