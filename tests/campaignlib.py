@@ -68,7 +68,9 @@ DEFAULT_RATES: dict[str, float] = {
 }
 
 #: Files the runner itself keeps at the top of the output folder.
-RUNNER_FILES = frozenset({"ledger.json", "journal.jsonl", ".lock", ".lock.json", "index.html"})
+RUNNER_FILES = frozenset(
+    {"ledger.json", "journal.jsonl", ".lock", ".lock.json", ".seal.json", "index.html"}
+)
 #: The gallery's other pages.
 GALLERY_PAGE = re.compile(r"gallery/(all|succeeded|failed|cancelled|progress|compare)-\d{4,}\.html")
 TERMINAL = ("succeeded", "failed", "cancelled")
