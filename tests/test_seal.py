@@ -171,3 +171,38 @@ async def test_a_journal_left_by_another_run_takes_the_full_path(batch: MakeBatc
     again = await b.run()
     assert again.code == 0 and SEALED not in again.err
     assert (await b.status())["runs"] == 3
+
+
+async def test_a_published_folder_is_sealed_with_its_figures_and_a_new_target_is_not(
+    tmp_path: Path,
+) -> None:
+    from clihelp import cli_env, run_cli, write_manifest
+    from s3help import local_s3
+
+    from batch_runner.sandbox import Sandbox
+
+    manifest = write_manifest(tmp_path / "m.yaml", 4)
+    out = tmp_path / "out"
+    with local_s3() as s3:
+        bucket = s3.bucket("seal")
+        target = f"s3://{bucket}/first"
+        args = ("run", str(manifest), "--out", str(out))
+        async with Sandbox(SandboxConfig(queue_seconds=0.05, run_seconds=(0.1, 0.3))) as sb:
+            env = cli_env(sb, **s3.env())
+            first = await run_cli(*args, "--publish", target, env=env)
+            assert first.code == 0, first.err
+            assert read_seal(out) is not None
+            seen = len(s3.seen)
+            again = await run_cli(*args, "--publish", target, env=env)
+            assert again.code == 0 and SEALED in again.err, again.err
+            assert "published: 4 jobs in " + target in again.out
+            assert len(s3.seen) == seen, "the sealed path asks the store nothing"
+            status = json.loads((await run_cli("status", str(out), "--json", env=env)).out)
+            assert status["publish"]["published_jobs"] == 4 and status["runs"] == 2
+            other = f"s3://{bucket}/second"
+            moved = await run_cli(*args, "--publish", other, env=env)
+            assert moved.code == 0 and SEALED not in moved.err
+            assert "published: 4 jobs in " + other in moved.out
+            assert len(s3.object_puts(bucket)) == 8
+            plain = await run_cli(*args, env=env)
+            assert plain.code == 0 and SEALED not in plain.err, "no --publish: another key"
