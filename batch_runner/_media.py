@@ -68,12 +68,15 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+_KINDS = {kind: kind for kind in ("video", "image", "audio", "text")}
+
+
 def kind_of(content_type: str) -> str:
     """``video``, ``image``, ``audio``, ``text`` or ``other`` for a media type."""
     mime = content_type.split(";")[0].strip().lower()
-    major = mime.partition("/")[0]
-    if major in ("video", "image", "audio", "text"):
-        return major
+    found = _KINDS.get(mime.partition("/")[0])
+    if found is not None:
+        return found  # the one string of each kind, not a copy per output
     if mime in ("application/json", "application/xml", "application/x-ndjson"):
         return "text"
     return "other"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import time
 from enum import Enum
 
@@ -113,7 +114,8 @@ class Follower:
         cost = task.totalcost
         if task.succeeded:
             outputs = tuple(
-                RemoteOutput(o.name, o.url, o.size, o.contenttype) for o in task.outputs
+                RemoteOutput(_shared(o.name), o.url, o.size, _shared(o.contenttype))
+                for o in task.outputs
             )
             # Not waited for: if it is lost, the next run follows the task by its durable id
             # and learns the same; the first output_saved after it syncs it anyway.
@@ -134,3 +136,9 @@ class Follower:
         else:
             await ctx.record(JobFailed(job=job_id, error=reason, cost=cost))
         return Verdict.DONE
+
+
+def _shared(text: str) -> str:
+    """One copy of a short value that most tasks repeat (``output.mp4``, ``video/mp4``)
+    for the whole run, not one per job held in the ledger's records."""
+    return sys.intern(text) if len(text) <= 64 else text

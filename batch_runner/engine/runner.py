@@ -196,6 +196,7 @@ class Runner:
         assert ctx is not None
         for event in plan.events:
             await ctx.record(event, durable=False, quiet=True)
+        plan.events.clear()  # recorded: the run keeps the plan, not 100,000 events
         for job_id in plan.edited:
             kept = await asyncio.to_thread(outputs.keep_beside, ctx.record_of(job_id))
             job = ctx.jobs[job_id]
