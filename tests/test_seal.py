@@ -16,6 +16,7 @@ from pathlib import Path
 import orjson
 import yaml
 from clihelp import Batch, MakeBatch, journal_events
+from test_json_output import json_lines, summary_of
 
 from batch_runner.engine.seal import SEAL_NAME, read_seal
 from batch_runner.sandbox import SandboxConfig
@@ -47,10 +48,11 @@ async def test_an_unchanged_rerun_is_sealed_journalled_and_sends_nothing(
     assert status["last_exit_code"] == 0
     third = await b.run("--log-format", "json")
     assert third.code == 0, third.err
-    lines = [json.loads(line) for line in third.err.splitlines() if line.startswith("{")]
+    lines = json_lines(third.err)  # every line valid for the events schema
     started = next(x for x in lines if x.get("event") == "run_started")
     assert started["sealed"] is True and started["verify"] == 3
-    summary = json.loads(third.out.strip().splitlines()[-1])
+    assert lines[-1]["event"] == "run_ended"
+    summary = summary_of(third)  # valid for the summary schema, equal to run_ended's
     assert summary["exit_code"] == 0 and summary["counts"]["succeeded"] == 3
     assert summary["submitted"] == 0 and summary["total"] == 3
     assert (await b.status())["runs"] == 3
