@@ -118,6 +118,10 @@ async def test_flags_that_change_the_work_take_the_full_path(batch: MakeBatch) -
     assert SEALED in (await b.run(out=other)).err and b.stats()["tasks_created"] == 3
     env = {**b.env, "WIRO_API_BASE": b.env["WIRO_API_BASE"].rstrip("/") + "/"}
     assert SEALED not in (await b.run(env=env)).err, "another service spelling: look again"
+    assert SEALED not in (await b.run()).err, "sealed for the other spelling: look again"
+    assert SEALED in (await b.run()).err
+    cache = {**b.env, "BATCH_RUNNER_CACHE_DIR": str(b.out.parent / "other-cache")}
+    assert SEALED not in (await b.run(env=cache)).err, "another definitions cache: look again"
 
 
 async def test_a_data_file_edit_takes_the_full_path(batch: MakeBatch, tmp_path: Path) -> None:

@@ -287,9 +287,13 @@ def _seal_key(args: argparse.Namespace) -> str | None:
             return None
     except Exception:  # the full path reports a bad shard environment
         return None
+    from ..models.store import cache_root
+
     service = "sandbox" if args.sandbox else (
         args.api_base or os.environ.get("WIRO_API_BASE") or "default"
     )  # fmt: skip
+    # where definitions are looked up: another cache folder may hold another definition
+    service += f"\0{cache_root()}"
     publish = f"{args.publish or ''}\0{args.publish_public_url or ''}"
     return manifest_key(Path(args.manifest), publish=publish, service=service)
 
