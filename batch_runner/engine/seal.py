@@ -25,6 +25,7 @@ that the full path would have found to be nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import stat
@@ -39,7 +40,7 @@ import orjson
 from .. import __version__
 from .._files import atomic_write, create_private, fsync_dir, write_all
 from ..errors import BatchRunnerError
-from ..ledger.codec import encode_line
+from ..ledger.codec import encode_line, read_head
 from ..ledger.events import RunEnded, RunStarted
 from ..ledger.layout import JOURNAL_NAME, SEAL_NAME, SNAPSHOT_NAME
 from ..ledger.lock import RunLock
@@ -263,20 +264,13 @@ def record_rerun(out_dir: Path, seal: Seal, *, publish: str | None) -> Seal:
 
 def snapshot_seq(out_dir: Path) -> int | None:
     """The ``seq`` in ``ledger.json``'s head, read from its first bytes (None: unreadable)."""
-    marker = b',"jobs":{'
     try:
         with open(out_dir / SNAPSHOT_NAME, "rb") as handle:
-            data = b""
-            while marker not in data:
-                chunk = handle.read(1 << 16)
-                if not chunk:
-                    return None
-                data += chunk
-        head = orjson.loads(data[: data.index(marker)] + b"}")
-        seq = head.get("seq") if isinstance(head, dict) else None
-        return seq if isinstance(seq, int) else None
-    except (OSError, ValueError):
+            head, _, _ = read_head(iter(functools.partial(handle.read, 1 << 16), b""))
+    except OSError:
         return None
+    seq = head.get("seq") if isinstance(head, dict) else None
+    return seq if isinstance(seq, int) else None
 
 
 def seal_folder(result: RunResult, basis: Basis | None) -> bool:

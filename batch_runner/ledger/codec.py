@@ -70,8 +70,27 @@ def encode_snapshot_chunks(payload: dict[str, Any]) -> Iterator[bytes]:
 #: Where a record starts: every record is an object whose first key is ``job_id``, and no
 #: other object of the file has that key (in JSON text the quotes of these bytes cannot be
 #: inside a string: there they are escaped).
-_RECORD = b':{"job_id":'
-_JOBS = b',"jobs":{'
+RECORD_MARK = b':{"job_id":'
+#: Where the records begin, after the top level (``encode_snapshot`` writes ``jobs`` last).
+JOBS_MARK = b',"jobs":{'
+_RECORD, _JOBS = RECORD_MARK, JOBS_MARK
+
+
+def read_head(pieces: Iterator[bytes]) -> tuple[Any, bytes, int]:
+    """The top level of a snapshot as :func:`encode_snapshot` lays it out, read from
+    ``pieces`` (consumed only until ``jobs`` starts): its parsed value (None when it does
+    not parse), the bytes read so far, and where :data:`JOBS_MARK` is in them (-1: not
+    that layout)."""
+    buffer = b""
+    for piece in pieces:
+        buffer += piece
+        split = buffer.find(_JOBS)
+        if split >= 0:
+            try:
+                return orjson.loads(buffer[:split] + b"}"), buffer, split
+            except ValueError:
+                return None, buffer, -1
+    return None, buffer, -1
 
 
 def iter_snapshot(
@@ -108,13 +127,9 @@ class NotCut(ValueError):
 
 def _cut_head(data: bytes) -> dict[str, Any] | None:
     """The top level of a file as encode_snapshot writes it (``jobs`` last), else None."""
-    split = data.find(_JOBS)
-    if split < 0 or not data.endswith(b"}}"):
+    if not data.endswith(b"}}"):
         return None
-    try:
-        head = orjson.loads(data[:split] + b"}")
-    except ValueError:
-        return None
+    head, _, _ = read_head(iter((data,)))
     return head if isinstance(head, dict) and "jobs" not in head else None
 
 

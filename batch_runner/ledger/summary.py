@@ -30,7 +30,18 @@ from typing import Any
 import orjson
 
 from ..errors import LedgerError
-from .codec import VERSION, Gap, NotCut, decode_snapshot, head_state, parse_journal, replay
+from .codec import (
+    JOBS_MARK,
+    RECORD_MARK,
+    VERSION,
+    Gap,
+    NotCut,
+    decode_snapshot,
+    head_state,
+    parse_journal,
+    read_head,
+    replay,
+)
 from .events import JobEvent, RunStarted, parse_published, parse_saved
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
 from .published import PublishFigures, figures, figures_of, last_target
@@ -139,9 +150,8 @@ def _decoded(
 
 # --- the scan ------------------------------------------------------------------------------
 
-#: Where a record starts (see :mod:`.codec`: nothing else in the file has these bytes).
-_RECORD = b':{"job_id":'
-_JOBS = b',"jobs":{'
+#: Where a record starts and where the records begin (see :mod:`.codec`).
+_RECORD, _JOBS = RECORD_MARK, JOBS_MARK
 _STR = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
 _OPT = rb"(?:null|" + _STR + rb")"
 _NUM = rb"(?:null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
@@ -252,20 +262,11 @@ def _segments(pieces: Iterable[bytes]) -> Iterator[dict[str, Any] | _Segment | N
     ``buffer[start:stop]`` ends by ``stop``. A None at the end: the file does not end as
     that layout does."""
     chunks = iter(pieces)
-    buffer = b""
-    for piece in chunks:
-        buffer += piece
-        split = buffer.find(_JOBS)
-        if split >= 0:
-            break
-    else:
+    head, buffer, split = read_head(chunks)
+    if split < 0:
         yield None
         return
-    try:
-        yield orjson.loads(buffer[:split] + b"}")
-    except ValueError:
-        yield None
-        return
+    yield head
     start = split + len(_JOBS) - 1  # keep the "{" before the first key
     for piece in chunks:
         buffer = buffer[start:] + piece if start else buffer + piece
