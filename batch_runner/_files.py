@@ -19,6 +19,16 @@ from typing import Any
 PRIVATE_MODE = 0o600
 
 
+def file_identity(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
+    """``(inode, size, mtime_ns)`` of ``path``: what changes when a file is replaced or
+    written (None: there is no such file; any other OSError is raised)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def write_all(fd: int, data: bytes) -> None:
     """Write every byte of ``data`` (``os.write`` may write less than asked)."""
     view = memoryview(data)

@@ -38,7 +38,7 @@ from typing import Any
 import orjson
 
 from .. import __version__
-from .._files import atomic_write, create_private, fsync_dir, write_all
+from .._files import atomic_write, create_private, file_identity, fsync_dir, write_all
 from ..errors import BatchRunnerError
 from ..ledger.codec import encode_line, read_head
 from ..ledger.events import RunEnded, RunStarted
@@ -69,11 +69,13 @@ def manifest_key(manifest_path: Path, *, publish: str | None, service: str) -> s
 
 
 def _identity(path: Path | str) -> list[int] | None:
+    """:func:`file_identity` as the seal stores it (a JSON list); None also when the file
+    cannot be looked at: the seal then does not hold, and the full path says why."""
     try:
-        st = os.stat(path)
+        found = file_identity(path)
     except OSError:
         return None
-    return [st.st_ino, st.st_size, st.st_mtime_ns]
+    return list(found) if found is not None else None
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple, TypeVar
 
-from .._files import PRIVATE_MODE, atomic_write, fsync_dir, gc_paused
+from .._files import PRIVATE_MODE, atomic_write, file_identity, fsync_dir, gc_paused
 from ..errors import LedgerError
 from .codec import (
     Gap,
@@ -58,14 +58,6 @@ def _load(directory: Path) -> _Loaded:
     return _Loaded(state, found, True, len(data) - good_end)
 
 
-def _identity(path: Path) -> tuple[int, int, int] | None:
-    try:
-        st = path.stat()
-    except FileNotFoundError:
-        return None
-    return st.st_ino, st.st_mtime_ns, st.st_size
-
-
 def has_ledger(directory: Path) -> bool:
     """True when ``directory`` holds a ledger (a snapshot, or a journal a killed run left)."""
     return (directory / SNAPSHOT_NAME).exists() or (directory / JOURNAL_NAME).exists()
@@ -93,7 +85,7 @@ def _consistent(directory: Path, read: Callable[[], T | None]) -> T:
     ledger (``read`` gives None) or it cannot be read."""
     snapshot = directory / SNAPSHOT_NAME
     for _ in range(20):
-        before = _identity(snapshot)
+        before = file_identity(snapshot)
         try:
             found = read()
         except Gap:
@@ -103,7 +95,7 @@ def _consistent(directory: Path, read: Callable[[], T | None]) -> T:
             raise LedgerError(f"Cannot read the ledger in {directory}: {exc}") from exc
         if found is None:
             raise LedgerError(f"There is no ledger in {directory}.")
-        if _identity(snapshot) == before:
+        if file_identity(snapshot) == before:
             return found
     raise LedgerError(f"The ledger in {directory} kept changing while being read.")
 
