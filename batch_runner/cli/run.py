@@ -287,15 +287,11 @@ def _seal_key(args: argparse.Namespace) -> str | None:
             return None
     except Exception:  # the full path reports a bad shard environment
         return None
-    from ..models.store import cache_root
-
     service = "sandbox" if args.sandbox else (
         args.api_base or os.environ.get("WIRO_API_BASE") or "default"
     )  # fmt: skip
-    # where definitions are looked up: another cache folder may hold another definition
-    service += f"\0{cache_root()}"
-    publish = f"{args.publish or ''}\0{args.publish_public_url or ''}"
-    return manifest_key(Path(args.manifest), publish=publish, service=service)
+    return manifest_key(Path(args.manifest), service=service, publish=args.publish,
+                        public_url=args.publish_public_url)  # fmt: skip
 
 
 def _basis(key: str, target: Target, sandbox: object, args: argparse.Namespace) -> Any:
@@ -316,8 +312,7 @@ async def _sealed(args: argparse.Namespace, key: str) -> int | None:
     import asyncio
     import os
 
-    from ..engine.reporting import RunEvent
-    from ..engine.seal import sealed_rerun
+    from ..engine.seal import sealed_rerun, started_event
     from ..report.operate import RunWatch
 
     options_from_args(args)  # bad flags are refused as on the full path
@@ -328,16 +323,9 @@ async def _sealed(args: argparse.Namespace, key: str) -> int | None:
     result, last_success = found
     manifest = Path(os.path.abspath(args.manifest))
     watch = RunWatch(manifest=manifest, shard=None, **watch_options(args))
-    total = result.total
-    message = (
-        f"{total} jobs: 0 to submit, 0 to track, 0 to reconcile, 0 to download, {total} done, "
-        "0 failed earlier (sealed: nothing changed since the last run)"
-    )
-    plan = {"submit": 0, "reconcile": 0, "track": 0, "download": 0, "verify": total, "skip": 0}
-    data = {**plan, "edited": 0, "last_success_at": last_success, "sealed": True}
     try:
-        watch.reporter.event(RunEvent("run_started", message=message, data=data))
-        watch.reporter.update(result.counts, total=total, spent=result.spent)
+        watch.reporter.event(started_event(result, last_success))
+        watch.reporter.update(result.counts, total=result.total, spent=result.spent)
     finally:
         watch.reporter.close()
     return await watch.finish(result)

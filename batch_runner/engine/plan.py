@@ -15,7 +15,7 @@ edited jobs, new rounds), to be recorded before any work starts.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..ledger.events import JobRegistered, JobReset
@@ -49,6 +49,16 @@ class Plan:
             "skip": len(self.skip),
             "edited": len(self.edited) + len(self.edited_in_flight),
         }
+
+
+def started_message(total: int, summary: Mapping[str, int]) -> str:
+    """The ``run_started`` line: what a run does with each of its ``total`` jobs, from a
+    :meth:`Plan.summary`."""
+    return (
+        f"{total} jobs: {summary['submit']} to submit, {summary['track']} to track, "
+        f"{summary['reconcile']} to reconcile, {summary['download']} to download, "
+        f"{summary['verify']} done, {summary['skip']} failed earlier"
+    )
 
 
 def plan_run(jobs: Iterable[Job], state: LedgerState, *, retry_failed: bool = False) -> Plan:

@@ -42,7 +42,7 @@ from .follow import Follower, Verdict
 from .objstore import open_target
 from .options import RunOptions
 from .outputs import Outputs
-from .plan import Plan, plan_run
+from .plan import Plan, plan_run, started_message
 from .publish import Publisher
 from .pushhealth import PushHealth, TrackingMode
 from .reconcile import Reconciler
@@ -145,11 +145,7 @@ class Runner:
         stages.reconciler.claim_recorded()
         ctx.say(
             "run_started",
-            message=(
-                f"{len(ctx.jobs)} jobs: {len(plan.submit)} to submit, {len(plan.track)} to track, "
-                f"{len(plan.reconcile)} to reconcile, {len(plan.download)} to download, "
-                f"{len(plan.verify)} done, {len(plan.skip)} failed earlier"
-            ),
+            message=started_message(len(ctx.jobs), plan.summary()),
             data={**plan.summary(), "last_success_at": _last_success(ctx.ledger.state.runs)},
         )
         stages.submitter.edited_pending = set(plan.edited_in_flight)

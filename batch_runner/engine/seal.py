@@ -47,7 +47,9 @@ from ..ledger.lock import RunLock
 from ..ledger.published import PublishFigures
 from ..ledger.state import JobStatus, LedgerState
 from ..manifest.loader import Manifest
-from ..models.store import find_file
+from ..models.store import cache_root, find_file
+from .plan import Plan, started_message
+from .reporting import RunEvent
 from .result import RunResult
 
 VERSION = 1
@@ -55,15 +57,21 @@ VERSION = 1
 SLACK = 2.0
 
 
-def manifest_key(manifest_path: Path, *, publish: str | None, service: str) -> str | None:
-    """What the seal's ``key`` must equal for this run (None when the manifest is
-    unreadable: the full path reports that)."""
+def manifest_key(
+    manifest_path: Path, *, service: str, publish: str | None, public_url: str | None
+) -> str | None:
+    """What the seal's ``key`` must equal for a run of ``manifest_path`` against
+    ``service`` publishing to ``publish`` (None when the manifest is unreadable: the full
+    path reports that). The definitions cache folder counts too: another one may hold
+    another definition."""
     try:
         data = Path(manifest_path).read_bytes()
     except OSError:
         return None
     digest = hashlib.sha256(data)
-    for part in (os.path.abspath(manifest_path), __version__, publish or "", service):
+    parts = (os.path.abspath(manifest_path), __version__, publish or "", public_url or "",
+             service, str(cache_root()))  # fmt: skip
+    for part in parts:
         digest.update(b"\0" + part.encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
@@ -344,3 +352,14 @@ def sealed_rerun(
         changed=False,
         published=PublishFigures(**seal.publish) if seal.publish else None,
     ), seal.ended_at
+
+
+def started_event(result: RunResult, last_success: float | None) -> RunEvent:
+    """The ``run_started`` event of a sealed re-run: the full path's, with every job done."""
+    summary = {**dict.fromkeys(Plan().summary(), 0), "verify": result.total}
+    message = started_message(result.total, summary)
+    return RunEvent(
+        "run_started",
+        message=f"{message} (sealed: nothing changed since the last run)",
+        data={**summary, "last_success_at": last_success, "sealed": True},
+    )
