@@ -73,7 +73,6 @@ def encode_snapshot_chunks(payload: dict[str, Any]) -> Iterator[bytes]:
 RECORD_MARK = b':{"job_id":'
 #: Where the records begin, after the top level (``encode_snapshot`` writes ``jobs`` last).
 JOBS_MARK = b',"jobs":{'
-_RECORD, _JOBS = RECORD_MARK, JOBS_MARK
 
 
 def read_head(pieces: Iterator[bytes]) -> tuple[Any, bytes, int]:
@@ -84,7 +83,7 @@ def read_head(pieces: Iterator[bytes]) -> tuple[Any, bytes, int]:
     buffer = b""
     for piece in pieces:
         buffer += piece
-        split = buffer.find(_JOBS)
+        split = buffer.find(JOBS_MARK)
         if split >= 0:
             try:
                 return orjson.loads(buffer[:split] + b"}"), buffer, split
@@ -149,15 +148,15 @@ def _popped(raw_jobs: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 def _cut_records(data: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
     """``"id":{"job_id":...},"id":{"job_id":...}}}``, one record at a time."""
     loads, view = orjson.loads, memoryview(data)
-    pos = data.find(_JOBS) + len(_JOBS)
+    pos = data.find(JOBS_MARK) + len(JOBS_MARK)
     last = len(data) - 2  # the closing braces of "jobs" and of the file
     if pos >= last:
         return  # "jobs":{}
-    start = data.find(_RECORD, pos)
+    start = data.find(RECORD_MARK, pos)
     while True:
         if start < 0:
             raise NotCut("a record without job_id")
-        after = data.find(_RECORD, start + 1)
+        after = data.find(RECORD_MARK, start + 1)
         end = last if after < 0 else data.rfind(b',"', start, after)
         try:
             key = loads(view[pos:start])

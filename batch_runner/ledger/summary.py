@@ -150,8 +150,6 @@ def _decoded(
 
 # --- the scan ------------------------------------------------------------------------------
 
-#: Where a record starts and where the records begin (see :mod:`.codec`).
-_RECORD, _JOBS = RECORD_MARK, JOBS_MARK
 _STR = rb'"[^"\\]*(?:\\.[^"\\]*)*"'
 _OPT = rb"(?:null|" + _STR + rb")"
 _NUM = rb"(?:null|-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
@@ -167,7 +165,7 @@ def _head(status: bytes, *, rows: bool) -> re.Pattern[bytes]:
         else (_STR, _OPT, _OPT, b"(" + _NUM + b")")
     )
     return re.compile(
-        re.escape(_RECORD) + job_id + rb',"status":"(' + status + rb')","fingerprint":' + _STR
+        re.escape(RECORD_MARK) + job_id + rb',"status":"(' + status + rb')","fingerprint":' + _STR
         + rb',"attempts":-?[0-9]+,"taskid":' + taskid + rb',"tasktoken":' + _OPT
         + rb',"marker":' + _OPT + rb',"service_status":' + _OPT + rb',"error":' + error
         + rb',"cost":' + cost + rb',"remote_outputs":\['
@@ -267,11 +265,11 @@ def _segments(pieces: Iterable[bytes]) -> Iterator[dict[str, Any] | _Segment | N
         yield None
         return
     yield head
-    start = split + len(_JOBS) - 1  # keep the "{" before the first key
+    start = split + len(JOBS_MARK) - 1  # keep the "{" before the first key
     for piece in chunks:
         buffer = buffer[start:] + piece if start else buffer + piece
         start = 0
-        last = buffer.rfind(_RECORD)
+        last = buffer.rfind(RECORD_MARK)
         cut = buffer.rfind(b',"', 0, last) if last > 0 else -1
         if cut > 0:  # the records before the last one are whole
             yield buffer, 0, cut
@@ -305,7 +303,7 @@ class _Records:
     def read(self, data: bytes, start: int, stop: int) -> None:
         counting, every, failed, _ = _patterns()
         heads = counting.findall(data, start, stop)
-        if len(heads) != data.count(_RECORD, start, stop):
+        if len(heads) != data.count(RECORD_MARK, start, stop):
             raise NotCut("a record's leading fields are not in encode_snapshot's layout")
         statuses = Counter(map(itemgetter(0), heads))
         tokens = list(map(itemgetter(1), heads))
@@ -383,7 +381,7 @@ def _key_before(data: bytes, at: int) -> str:
 
 def _record_at(data: bytes, at: int, stop: int) -> dict[str, Any]:
     """The record whose mark is at ``at``, parsed (cut as :func:`.codec.iter_snapshot`)."""
-    after = data.find(_RECORD, at + len(_RECORD), stop)
+    after = data.find(RECORD_MARK, at + len(RECORD_MARK), stop)
     end = stop if after < 0 else data.rfind(b',"', at, after)
     record = orjson.loads(memoryview(data)[at + 1 : end])
     if type(record) is not dict:
