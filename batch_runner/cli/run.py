@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .args import (
     add_output_flags,
@@ -23,6 +23,7 @@ from .runflags import add_operator_flags, publish_options, watch_options
 if TYPE_CHECKING:  # the engine loads only when a run starts: `--help` stays fast
     from ..engine.api import Target
     from ..engine.options import RunOptions
+    from ..engine.seal import Basis
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -294,7 +295,7 @@ def _seal_key(args: argparse.Namespace) -> str | None:
                         public_url=args.publish_public_url)  # fmt: skip
 
 
-def _basis(key: str, target: Target, sandbox: object, args: argparse.Namespace) -> Any:
+def _basis(key: str, target: Target, sandbox: object, args: argparse.Namespace) -> Basis | None:
     """What this run's jobs were built from, for the seal (None: not sealable)."""
     from ..engine.api import resolver_for
     from ..engine.seal import basis_for
@@ -312,12 +313,13 @@ async def _sealed(args: argparse.Namespace, key: str) -> int | None:
     import asyncio
     import os
 
+    from ..engine.options import default_output_dir
     from ..engine.seal import sealed_rerun, started_event
     from ..report.operate import RunWatch
 
     options_from_args(args)  # bad flags are refused as on the full path
-    out_dir = args.out or Path("outputs") / Path(args.manifest).stem
-    found = await asyncio.to_thread(sealed_rerun, Path(out_dir), key, publish=args.publish)
+    out_dir = Path(args.out) if args.out else default_output_dir(Path(args.manifest))
+    found = await asyncio.to_thread(sealed_rerun, out_dir, key, publish=args.publish)
     if found is None:
         return None
     result, last_success = found
@@ -336,7 +338,7 @@ async def _run(
     target: Target,
     sandbox: object = None,
     *,
-    basis: Any = None,
+    basis: Basis | None = None,
 ) -> int:
     from ..engine.api import run
     from ..errors import BatchRunnerError

@@ -115,7 +115,12 @@ def output_dir_for(manifest: Manifest, out: Path | None) -> Path:
         return Path(out)
     if manifest.output_dir is not None:
         return manifest.output_dir
-    return Path("outputs") / manifest.path.stem
+    return default_output_dir(manifest.path)
+
+
+def default_output_dir(manifest_path: Path) -> Path:
+    """Where a manifest that names no ``output_dir`` writes without ``--out``."""
+    return Path("outputs") / manifest_path.stem
 
 
 def connection_limit(concurrency: int, download_concurrency: int) -> int:
