@@ -285,3 +285,10 @@ def test_generated_block_documents_are_declined_or_read_the_same(
 @given(st.dictionaries(NAMES, DATA, min_size=1, max_size=5))
 def test_what_pyyaml_writes_is_declined_or_read_the_same(data: dict[str, Any]) -> None:
     check_same(yaml.safe_dump(data, allow_unicode=True, default_flow_style=False))
+
+
+@given(st.text(alphabet="ab \n", max_size=60), st.integers(min_value=1, max_value=8))
+def test_lines_are_the_texts_split_lines_whatever_the_piece(text: str, piece: int) -> None:
+    """The reader takes the text a piece at a time: the same lines, in the same order,
+    including the empty ones at either end and between newlines."""
+    assert list(yamlfast._lines(text, piece)) == text.split("\n")

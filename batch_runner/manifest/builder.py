@@ -208,8 +208,10 @@ class _Base:
 
 @dataclass(slots=True)
 class _Where:
-    """Where a job the fast path kept was written: for messages about its id."""
+    """Where a job the fast path kept was written (its id as written, for messages about
+    it; held for every job until the manifest is built, so no tuple around it)."""
 
+    id: str
     file: str
     line: int
     id_line: int
@@ -236,7 +238,8 @@ class JobBuilder:
         self.axis_lines = {axis.name: axis.line for axis in ctx.axes}
         if ctx.model_axis is not None:
             self.axis_lines["model"] = ctx.model_axis.line
-        self.explicit_ids: dict[str, tuple[str, RawJob | _Where]] = {}
+        #: by case-folded id: where each explicit id was first written
+        self.explicit_ids: dict[str, _Where | tuple[str, RawJob]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
         self.file_reported: set[str] = set()
@@ -306,6 +309,8 @@ class JobBuilder:
             if not check(data[key]):
                 return False
         folded = job_id.casefold()
+        if folded == job_id:
+            folded = job_id  # one string, not two, for a lower-case id
         if folded in self.explicit_ids:
             return False
         spec = shape.spec
@@ -327,8 +332,8 @@ class JobBuilder:
                 value = spec.normalise(key, value)
                 value = short.setdefault(value, value) if len(value) <= 16 else value
             inputs[key] = value
-        where = _Where(raw.file, raw.line, raw.line_of("id"), self.ordinal)
-        self.explicit_ids[folded] = (job_id, where)
+        where = _Where(job_id, raw.file, raw.line, raw.line_of("id"), self.ordinal)
+        self.explicit_ids[folded] = where
         if self.single:  # no matrix: the job itself, now (expand() makes one per base)
             definition = spec.definition
             estimate = definition.prices.estimate(inputs).usd if definition else None
@@ -762,7 +767,8 @@ class JobBuilder:
 
     def check_duplicate_id(self, raw: RawJob, label: str, job_id: str) -> None:
         """Explicit ids must differ in more than letter case (they name files)."""
-        first_id, first_raw = self.explicit_ids.setdefault(job_id.casefold(), (job_id, raw))
+        first = self.explicit_ids.setdefault(job_id.casefold(), (job_id, raw))
+        first_id, first_raw = (first.id, first) if isinstance(first, _Where) else first
         if first_raw is raw:
             return
         where = f"{first_raw.file}:{first_raw.line_of('id')}"
@@ -897,7 +903,7 @@ class JobBuilder:
         """The file, id line and label of base job ``number``."""
         base = self.bases[number]
         if isinstance(base, Job):
-            where = self.explicit_ids[base.id.casefold()][1]
+            where = self.explicit_ids[base.id.casefold()]
             assert isinstance(where, _Where)
             return where.file, where.line_of("id"), where.label(base.id)
         return base.raw.file, base.raw.line_of("id"), base.label
