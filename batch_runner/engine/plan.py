@@ -9,8 +9,10 @@ Every job falls in exactly one bucket:
 * ``verify``: succeeded; its files are checked against size and sha256 before skipping;
 * ``skip``: failed or cancelled, and ``--retry-failed`` was not given.
 
-``events`` are the ledger events that make the ledger agree with the manifest (new jobs,
-edited jobs, new rounds), to be recorded before any work starts.
+``new`` (jobs the ledger has never seen) and ``events`` (edited jobs, new rounds) are what
+makes the ledger agree with the manifest, recorded before any work starts: a new job is
+registered from its :class:`Job` when the run records it, so planning 100,000 new jobs holds
+no event for each.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ from ..manifest.job import Job
 class Plan:
     """Job ids per bucket, in manifest order."""
 
+    #: jobs to register: the ledger has no record of them
+    new: list[Job] = field(default_factory=list)
     events: list[JobRegistered | JobReset] = field(default_factory=list)
     submit: list[str] = field(default_factory=list)
     reconcile: list[str] = field(default_factory=list)
@@ -70,9 +74,7 @@ def plan_run(jobs: Iterable[Job], state: LedgerState, *, retry_failed: bool = Fa
         seen.add(job.id)
         record = state.jobs.get(job.id)
         if record is None:
-            plan.events.append(
-                JobRegistered(job=job.id, fingerprint=job.fingerprint, model=job.model)
-            )
+            plan.new.append(job)
             plan.submit.append(job.id)
         elif record.fingerprint != job.fingerprint:
             _plan_edited(plan, job, record)

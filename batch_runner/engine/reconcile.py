@@ -140,24 +140,37 @@ class Reconciler:
     """Settles uncertain ``/Run`` calls: each job is found on the service (and tracked) or
     known to have created nothing (and submitted); never submitted blindly.
 
-    ``owned`` holds every task id some job of the folder already claims, so a search never
-    hands one job another's task. ``unresolved`` holds the jobs ``/Task/List`` could not
-    settle in this run: they are neither tracked nor submitted, and the run exits 4.
+    :attr:`owned` holds every task id some job of the folder already claims, so a search
+    never hands one job another's task; it is gathered from the ledger when a search first
+    needs it (most runs never reconcile: 100,000 task ids held for nothing otherwise).
+    ``unresolved`` holds the jobs ``/Task/List`` could not settle in this run: they are
+    neither tracked nor submitted, and the run exits 4.
     """
 
     def __init__(self, ctx: RunContext, uploader: Uploader) -> None:
         self.ctx = ctx
         self.uploader = uploader
-        self.owned: set[str] = set()
+        self._owned: set[str] | None = None
         self.unresolved: set[str] = set()
         self.count = 0
 
-    def claim_recorded(self) -> None:
-        """Every task id the ledger holds, current or earlier, is owned by its job."""
-        for record in self.ctx.ledger.state.jobs.values():
-            if record.taskid:
-                self.owned.add(record.taskid)
-            self.owned.update(record.history)
+    @property
+    def owned(self) -> set[str]:
+        """Every task id the ledger holds, current or earlier: each is owned by its job."""
+        if self._owned is None:
+            owned: set[str] = set()
+            for record in self.ctx.ledger.state.jobs.values():
+                if record.taskid:
+                    owned.add(record.taskid)
+                owned.update(record.history)
+            self._owned = owned
+        return self._owned
+
+    def claim(self, taskid: str) -> None:
+        """A task id just recorded for its job (the ledger has it, so only a set already
+        gathered needs it)."""
+        if self._owned is not None:
+            self._owned.add(taskid)
 
     async def at_start(self, plan: Plan) -> None:
         """Settle every uncertain /Run of an earlier run before anything is submitted."""
@@ -221,7 +234,7 @@ class Reconciler:
             else:
                 token = task.tasktoken or None
                 await ctx.record(Reconciled(job=job_id, taskid=task.id, tasktoken=token))
-                self.owned.add(task.id)
+                self.claim(task.id)
                 out[job_id] = True
         return out
 

@@ -142,7 +142,6 @@ class Runner:
         self._check_prices(plan)
         stages = self._stages = _Stages(ctx, self._tracking_changed)
         await self._apply_plan(plan, stages.outputs)
-        stages.reconciler.claim_recorded()
         ctx.say(
             "run_started",
             message=started_message(len(ctx.jobs), plan.summary()),
@@ -190,9 +189,13 @@ class Runner:
         """Make the ledger agree with the manifest before any work starts."""
         ctx = self.ctx
         assert ctx is not None
+        for job in plan.new:
+            event = JobRegistered(job=job.id, fingerprint=job.fingerprint, model=job.model)
+            await ctx.record(event, durable=False, quiet=True)
         for event in plan.events:
             await ctx.record(event, durable=False, quiet=True)
-        plan.events.clear()  # recorded: the run keeps the plan, not 100,000 events
+        plan.new.clear()  # recorded: the run keeps the plan's ids, not 100,000 jobs twice
+        plan.events.clear()
         for job_id in plan.edited:
             kept = await asyncio.to_thread(outputs.keep_beside, ctx.record_of(job_id))
             job = ctx.jobs[job_id]

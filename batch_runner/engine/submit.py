@@ -157,7 +157,7 @@ class Submitter:
         await ctx.record(
             Submitted(job=job_id, taskid=result.taskid, tasktoken=result.tasktoken or None)
         )
-        self.reconciler.owned.add(result.taskid)
+        self.reconciler.claim(result.taskid)
         self.submitted += 1
         return "submitted"
 

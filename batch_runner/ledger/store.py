@@ -63,6 +63,11 @@ __all__ = [
 
 log = logging.getLogger("batch_runner.ledger")
 
+#: Lines queued at most before :meth:`Ledger.record` waits for the writer even when the
+#: caller does not: registering 100,000 jobs at once would otherwise queue 100,000 lines
+#: (25 MB) before the first is written, and leave that memory scattered among the records.
+MAX_QUEUED = 2048
+
 
 # --- the live ledger ---------------------------------------------------------------------
 
@@ -82,8 +87,9 @@ class Ledger:
 
     :meth:`record` applies an event to :attr:`state` at once, then queues its line; one writer
     task writes every queued line with a single write+fsync in a thread and wakes the callers
-    it covered. Call it from one event loop; :meth:`flush_sync` and :meth:`close_sync` are for
-    signal paths on that loop's thread or after the loop has stopped.
+    it covered. The queue is bounded (:data:`MAX_QUEUED`): past it, even a caller that does
+    not need durability waits for the writer. Call it from one event loop; :meth:`flush_sync`
+    and :meth:`close_sync` are for signal paths on that loop's thread or after the loop has stopped.
     """
 
     def __init__(
@@ -160,7 +166,7 @@ class Ledger:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="ledger-writer")
         self._wake.set()
-        if durable:
+        if durable or len(self._pending) >= MAX_QUEUED:
             await self._wait_for(seq)
         return seq
 
