@@ -190,8 +190,8 @@ class Runner:
         ctx = self.ctx
         assert ctx is not None
         for job in plan.new:
-            event = JobRegistered(job=job.id, fingerprint=job.fingerprint, model=job.model)
-            await ctx.record(event, durable=False, quiet=True)
+            registered = JobRegistered(job=job.id, fingerprint=job.fingerprint, model=job.model)
+            await ctx.record(registered, durable=False, quiet=True)
         for event in plan.events:
             await ctx.record(event, durable=False, quiet=True)
         plan.new.clear()  # recorded: the run keeps the plan's ids, not 100,000 jobs twice
