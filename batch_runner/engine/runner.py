@@ -301,14 +301,15 @@ class Runner:
 
     def _result(self, ctx: RunContext, stages: _Stages) -> RunResult:
         state = ctx.ledger.state
-        wanted = [state.jobs[j] for j in ctx.jobs if j in state.jobs]
+        jobs = state.jobs
+        statuses = {j: jobs.status(j) for j in ctx.jobs if j in jobs}  # nothing unpacked
         done = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
         failures = [
-            (r.job_id, r.error or r.status.value)
-            for r in wanted
-            if r.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+            (j, jobs[j].error or status.value)
+            for j, status in statuses.items()
+            if status in (JobStatus.FAILED, JobStatus.CANCELLED)
         ]
-        unfinished = sum(1 for r in wanted if r.status not in done)
+        unfinished = sum(1 for status in statuses.values() if status not in done)
         edited = stages.submitter.edited_pending
         publisher = stages.publisher
         published = publisher.figures(ctx.jobs) if publisher is not None else None

@@ -11,7 +11,7 @@ LedgerError naming the line, because skipping it could forget a task id and pay 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from itertools import islice
 from typing import Any
 
@@ -20,6 +20,7 @@ import orjson
 from ..errors import LedgerError
 from .events import Event, event_from_dict, event_to_dict
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
+from .records import Records
 from .state import JobRecord, LedgerState, RunInfo, TransitionError, apply_event
 
 VERSION = 1
@@ -36,7 +37,7 @@ def snapshot_payload(state: LedgerState) -> dict[str, Any]:
         "updated_at": state.updated_at,
         "runs": list(state.runs),
         "uploads": dict(state.uploads),
-        "jobs": dict(state.jobs),
+        "jobs": state.jobs.copy(),
     }
 
 
@@ -55,10 +56,10 @@ def encode_snapshot_chunks(payload: dict[str, Any]) -> Iterator[bytes]:
     """:func:`encode_snapshot`'s bytes in pieces of ``_CHUNK`` records, byte for byte the same
     as ``orjson.dumps(payload)``: a writer never holds the whole encoded file (78 MB at
     100,000 jobs, and orjson's growing buffer more) beside the state it encodes."""
-    jobs: dict[str, Any] = payload["jobs"]
+    jobs: Mapping[str, Any] = payload["jobs"]
     head = orjson.dumps({k: v for k, v in payload.items() if k != "jobs"})
     yield head[:-1] + (b',"jobs":{' if len(head) > 2 else b'"jobs":{')
-    items = iter(jobs.items())
+    items = jobs.encoded_items() if isinstance(jobs, Records) else iter(jobs.items())
     first = True
     while batch := dict(islice(items, _CHUNK)):
         part = orjson.dumps(batch)[1:-1]  # "id":{...},"id":{...}
@@ -231,7 +232,7 @@ def head_state(head: dict[str, Any], jobs: dict[str, JobRecord]) -> LedgerState:
     """A state holding ``jobs`` under a snapshot's top level (runs, uploads, seq); KeyError,
     TypeError, ValueError or AttributeError when that top level is malformed."""
     return LedgerState(
-        jobs=jobs,
+        jobs=Records(jobs),
         uploads={str(k): str(v) for k, v in head.get("uploads", {}).items()},
         runs=[RunInfo(**run) for run in head.get("runs", [])],
         seq=int(head["seq"]),

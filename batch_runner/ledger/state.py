@@ -62,6 +62,7 @@ from .events import (
     parse_saved,
     plain,
 )
+from .records import Records
 
 
 class JobStatus(StrEnum):
@@ -376,10 +377,11 @@ class RunInfo:
 @dataclass(slots=True)
 class LedgerState:
     """Everything the ledger knows. ``jobs`` is mutated in place (cheap at 100,000 jobs); the
-    records in it never are. ``counts`` follows ``jobs``; ``skipped`` counts events replay
-    dropped as impossible (never persisted)."""
+    records in it never are (a :class:`~batch_runner.ledger.records.Records`: a dict of
+    records, older successes packed; a plain dict given here becomes one). ``counts`` follows
+    ``jobs``; ``skipped`` counts events replay dropped as impossible (never persisted)."""
 
-    jobs: dict[str, JobRecord] = field(default_factory=dict)
+    jobs: Records = field(default_factory=Records)
     uploads: dict[str, str] = field(default_factory=dict)
     runs: list[RunInfo] = field(default_factory=list)
     seq: int = 0
@@ -388,6 +390,10 @@ class LedgerState:
     #: the sum of every job's ``cost``, kept in step with ``jobs`` (O(1) to read)
     cost: float = 0.0
     skipped: int = 0
+
+    def __post_init__(self) -> None:
+        if type(self.jobs) is not Records:
+            self.jobs = Records(self.jobs)
 
     def recount(self) -> None:
         """Rebuild ``counts`` from ``jobs`` (after loading a snapshot)."""
@@ -442,4 +448,5 @@ def total_cost(state: LedgerState) -> float:
 def failures(state: LedgerState) -> list[JobRecord]:
     """Failed and cancelled jobs, in manifest order, for reports."""
     bad = (JobStatus.FAILED, JobStatus.CANCELLED)
-    return [r for r in state.jobs.values() if r.status in bad]
+    jobs = state.jobs
+    return [jobs[job_id] for job_id in jobs if jobs.status(job_id) in bad]

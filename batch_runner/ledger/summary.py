@@ -45,6 +45,7 @@ from .codec import (
 from .events import JobEvent, RunStarted, parse_published, parse_saved
 from .layout import JOURNAL_NAME, SNAPSHOT_NAME
 from .published import PublishFigures, figures, figures_of, last_target
+from .records import Records
 from .state import (
     JobRecord,
     JobStatus,
@@ -216,7 +217,7 @@ def scan(
         if segment is None or isinstance(segment, dict):
             return None  # not encode_snapshot's layout after all
         records.read(*segment)
-    state.jobs, state.counts, state.cost = records.touched, records.counts(), records.cost
+    state.jobs, state.counts, state.cost = Records(records.touched), records.counts(), records.cost
     found = len(state.jobs)
     replay(state, events, journal_where)
     if last_target(state) != target:

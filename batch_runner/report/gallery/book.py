@@ -35,7 +35,8 @@ from pathlib import Path
 
 from ...ledger.layout import GALLERY_DIR, GALLERY_NAME
 from ...ledger.published import last_target
-from ...ledger.state import JobRecord, JobStatus, LedgerState, total_cost
+from ...ledger.records import Records
+from ...ledger.state import JobStatus, LedgerState, total_cost
 from ...manifest.job import Job
 from ...manifest.loader import Manifest
 from .cards import GROUPS, group_of
@@ -106,16 +107,17 @@ class Written:
 
 class Tracked:
     """The jobs in page order and what the book last saw of each, for incremental scans:
-    a job's signature is computed again only when its record is another object or its
-    ``updated_at`` moved. Flat arrays: a few MB at 100,000 jobs."""
+    a job's signature is computed again only when the ledger holds another object for it
+    (records are immutable: any change is a new one). Flat arrays: a few MB at 100,000
+    jobs."""
 
     def __init__(self, order: list[str], jobs: list[Job | None]) -> None:
         n = len(order)
         self.order = order
         #: the manifest's job at each position (None: a job only the ledger holds)
         self.jobs = jobs
-        self._seen: list[JobRecord | None] = [None] * n
-        self._stamps: list[float | None] = [None] * n
+        #: what the ledger held for each job when last scanned (:meth:`Records.version`)
+        self._seen: list[object] = [None] * n
         #: what each job shows: its own content (id, model, image, prompt) and its state
         self.hashes = array("q", bytes(8 * n))
         self.groups = bytearray([255]) * n
@@ -126,16 +128,16 @@ class Tracked:
         self.members: dict[str, Sequence[int]] = {g: () for g, _ in GROUPS}
         self.changed = 0
 
-    def scan(self, jobs: dict[str, JobRecord]) -> None:
-        records = [jobs[job_id] for job_id in self.order]
-        seen, stamps = self._seen, self._stamps
-        changed = [
-            i for i, r in enumerate(records) if r is not seen[i] or r.updated_at != stamps[i]
-        ]
+    def scan(self, jobs: Records) -> None:
+        version = jobs.version
+        rows = [version(job_id) for job_id in self.order]
+        seen = self._seen
+        changed = [i for i, row in enumerate(rows) if row is not seen[i]]
         regroup = False
+        order = self.order
         for i in changed:
-            r = records[i]
-            seen[i], stamps[i] = r, r.updated_at
+            seen[i] = rows[i]
+            r = jobs[order[i]]
             cost = -1.0 if r.cost is None else r.cost
             self.hashes[i] = hash((self._keys[i], _STATUS_CODES[r.status], r.updated_at or 0.0,
                                    len(r.outputs), len(r.published), cost))  # fmt: skip
