@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import threading
 import time
 from pathlib import Path
@@ -52,3 +54,24 @@ def test_atomic_write_replaces_whole_and_private(tmp_path: Path) -> None:
     assert (tmp_path / "a.json").read_bytes() == b"two"
     assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
+
+
+def test_the_run_command_caps_mallocs_arenas_unless_the_user_did() -> None:
+    """On Linux with glibc ``mallopt`` accepts the cap; a ``MALLOC_ARENA_MAX`` of the user's
+    own is left as glibc read it."""
+    import subprocess
+    import sys
+
+    code = "from batch_runner._memory import limit_malloc_arenas as f; print(f())"
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
+    run = functools.partial(subprocess.run, [sys.executable, "-c", code], capture_output=True,
+                            text=True, check=True)  # fmt: skip
+    expected = "True" if sys.platform.startswith("linux") and _glibc() else "False"
+    assert run(env=env).stdout.strip() == expected
+    assert run(env={**env, "MALLOC_ARENA_MAX": "4"}).stdout.strip() == "False"
+
+
+def _glibc() -> bool:
+    import platform
+
+    return platform.libc_ver()[0] == "glibc"

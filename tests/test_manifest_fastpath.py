@@ -191,3 +191,34 @@ def test_a_large_uniform_manifest_loads_the_same(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n", "utf-8")
     kind, *_rest, jobs = same_both_ways(path)
     assert kind == "ok" and len(jobs) == 500
+
+
+def test_a_value_many_jobs_repeat_is_held_once_and_distinct_ones_stop_being_looked_up(
+    tmp_path: Path,
+) -> None:
+    """100,000 jobs on a few hundred images hold each URL once; prompts, all distinct, stop
+    being looked up after the probe (no table of every prompt kept while loading)."""
+    count = 5000
+    lines = ["jobs:"]
+    for i in range(count):
+        lines += [f"  - id: job-{i}", f"    prompt: Variation number {i} of the scene"]
+        lines += [f"    inputImageUrl: https://cdn.example.com/images/{i % 7}.jpg"]
+    path = tmp_path / "m.yaml"
+    path.write_text("\n".join(lines) + "\n", "utf-8")
+    jobs = load_manifest(path).jobs
+    urls = {id(job.inputs["inputImageUrl"]) for job in jobs}
+    assert len(urls) == 7
+    assert jobs[3].inputs["inputImageUrl"] == "https://cdn.example.com/images/3.jpg"
+    assert len({job.inputs["prompt"] for job in jobs}) == count
+    builder_tables: list[dict[str, Any]] = []
+    original = JobBuilder.shared_value
+
+    def spy(self: JobBuilder, key: str, value: str, seen: dict[str, str]) -> str:
+        builder_tables.append(self.repeats)
+        return original(self, key, value, seen)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(JobBuilder, "shared_value", spy)
+        load_manifest(path)
+    repeats = builder_tables[-1]
+    assert repeats["prompt"] is None and len(repeats["inputImageUrl"]) == 7

@@ -206,6 +206,13 @@ class _Base:
         return self.parts.get(model) if model else next(iter(self.parts.values()))
 
 
+#: Values of an input looked at before deciding whether they repeat (see
+#: :meth:`JobBuilder.shared_value`).
+REPEAT_PROBE = 2048
+#: Not looked at yet.
+_FIRST: dict[str, str] = {}
+
+
 @dataclass(slots=True)
 class _Where:
     """Where a job the fast path kept was written (its id as written, for messages about
@@ -253,6 +260,9 @@ class JobBuilder:
         self.single = not ctx.axes and ctx.model_axis is None
         #: normalised values shared between jobs ("5" for every ``duration: 5``)
         self.short: dict[str, str] = {}
+        #: by input: its values seen so far, for one string per repeated value (an image URL
+        #: shared by many jobs); None once the input's values turn out mostly distinct
+        self.repeats: dict[str, dict[str, str] | None] = {}
 
     def issue(self, raw: RawJob, line: int, message: str) -> None:
         self.ctx.issues.add(raw.file, line, message)
@@ -295,6 +305,32 @@ class JobBuilder:
             only = next(iter(parts.values())) if len(parts) == 1 else None
             self.bases.append(_Base(raw, label, base_id, only or parts))
 
+    def inputs_of(self, shape: Shape, data: dict[str, Any]) -> dict[str, str]:
+        """A fast-path job's inputs: the shape's static ones, then its own, normalised,
+        short and repeated values shared between jobs."""
+        inputs = dict(shape.static_inputs)
+        short, repeats, spec = self.short, self.repeats, shape.spec
+        for key in shape.own:
+            value = data[key]
+            if type(value) is not str:
+                value = spec.normalise(key, value)
+                value = short.setdefault(value, value) if len(value) <= 16 else value
+            elif (seen := repeats.get(key, _FIRST)) is not None:
+                value = self.shared_value(key, value, seen)
+            inputs[key] = value
+        return inputs
+
+    def shared_value(self, key: str, value: str, seen: dict[str, str]) -> str:
+        """``value``, or the equal string an earlier job of this input holds. An input
+        whose first :data:`REPEAT_PROBE` values are mostly distinct (prompts) is not
+        looked up again (their table goes)."""
+        if seen is _FIRST:
+            seen = self.repeats[key] = {}
+        shared = seen.setdefault(value, value)
+        if len(seen) >= REPEAT_PROBE and len(seen) * 4 > self.ordinal * 3:
+            self.repeats[key] = None
+        return shared
+
     def fast_check(self, raw: RawJob, data: dict[str, Any]) -> bool:
         """Keep a job of a known shape whose own values pass their checks exactly as the
         full path would keep it (see :mod:`.shapes`), holding none of its YAML; False: the
@@ -324,14 +360,7 @@ class JobBuilder:
                 value = data[key]
                 if not check(value) or (bounded and spec.bound_problem(key, value)):
                     return False
-        inputs = dict(shape.static_inputs)
-        short = self.short
-        for key in shape.own:
-            value = data[key]
-            if type(value) is not str:
-                value = spec.normalise(key, value)
-                value = short.setdefault(value, value) if len(value) <= 16 else value
-            inputs[key] = value
+        inputs = self.inputs_of(shape, data)
         where = _Where(job_id, raw.file, raw.line, raw.line_of("id"), self.ordinal)
         self.explicit_ids[folded] = where
         if self.single:  # no matrix: the job itself, now (expand() makes one per base)
