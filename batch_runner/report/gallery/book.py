@@ -122,7 +122,7 @@ class Tracked:
         self.hashes = array("q", bytes(8 * n))
         self.groups = bytearray([255]) * n
         self._keys = array(
-            "q", [_key(job_id, job) for job_id, job in zip(order, jobs, strict=True)]
+            "q", (_key(job_id, job) for job_id, job in zip(order, jobs, strict=True))
         )
         #: positions of the jobs of each status group, in order
         self.members: dict[str, Sequence[int]] = {g: () for g, _ in GROUPS}
@@ -132,7 +132,7 @@ class Tracked:
         version = jobs.version
         rows = [version(job_id) for job_id in self.order]
         seen = self._seen
-        changed = [i for i, row in enumerate(rows) if row is not seen[i]]
+        changed = array("l", (i for i, row in enumerate(rows) if row is not seen[i]))
         regroup = False
         order = self.order
         for i in changed:
@@ -148,7 +148,7 @@ class Tracked:
         if regroup:
             groups = self.groups
             self.members = {
-                g: array("l", [i for i, x in enumerate(groups) if x == code])
+                g: array("l", (i for i, x in enumerate(groups) if x == code))
                 for g, code in _GROUP_CODES.items()
             }
         self.changed = len(changed)
@@ -224,10 +224,18 @@ class Book:
     def _comparison(self, held: list[Job]) -> None:
         """Each group of jobs run on more than one model, with the position of its job on
         each model; the models, in the manifest's order. ``held``: the jobs in order."""
-        groups: dict[str, dict[str, int]] = {}
-        for i, job in enumerate(held):
-            groups.setdefault(job.group or job.id, {}).setdefault(job.model, i)
-        compared = {key: g for key, g in groups.items() if len(g) > 1}
+        compared: dict[str, dict[str, int]] = {}
+        if len({job.model for job in held}) > 1:  # else no group has a second model
+            first: dict[str, int] = {}  # each group's first job; a dict only for the others
+            for i, job in enumerate(held):
+                key = job.group or job.id
+                j = first.setdefault(key, i)
+                if j != i:
+                    if key not in compared:
+                        compared[key] = {held[j].model: j}
+                    compared[key].setdefault(job.model, i)
+            ordered = sorted((k for k, g in compared.items() if len(g) > 1), key=first.__getitem__)
+            compared = {key: compared[key] for key in ordered}
         used = {model for g in compared.values() for model in g}
         models = self.manifest.models if self.manifest is not None else ()
         self.columns = [m for m in models if m in used] + sorted(used - set(models))
