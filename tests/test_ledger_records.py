@@ -206,3 +206,29 @@ async def test_a_run_whose_records_are_all_packed_resumes_reports_and_seals_as_u
         assert again.exit_code == 0 and again.submitted == 0
         assert (out / lost).stat().st_size == result.records["job-0003"].outputs[0].size
         assert sb.stats()["tasks_created"] == 12
+
+
+def test_the_seal_of_a_large_folder_lists_every_output_whatever_the_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The seal's outputs are written 1,024 jobs a piece from packed records: the list it
+    holds is every output, in manifest order, around the piece edges."""
+    from batch_runner.engine.seal import Basis, make_seal
+    from batch_runner.manifest.job import Job
+
+    monkeypatch.setattr(records_module, "KEEP_UNPACKED", 0)
+    count = 2049
+    state = state_with(count)
+    manifest = batch_runner.load_manifest(write_manifest(tmp_path / "m.yaml", 1))
+    jobs = tuple(Job(f"job-{n:05d}", n, {}, None, "f" * 64, f"m.yaml:{n}") for n in range(count))
+    manifest = dataclasses.replace(manifest, jobs=jobs)
+    (tmp_path / "ledger.json").write_bytes(encode_snapshot(snapshot_payload(state)))
+    seal = make_seal(
+        tmp_path, Basis("k", [], []), state, manifest, counts={}, spent=0.0, publish=None
+    )
+    assert seal is not None
+    written = orjson.loads(seal.to_json())["outputs"]
+    expected = [
+        [f"job-{n:05d}.mp4", 2048, state.jobs[f"job-{n:05d}"].finished_at] for n in range(count)
+    ]
+    assert written == expected
