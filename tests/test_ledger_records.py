@@ -232,3 +232,19 @@ def test_the_seal_of_a_large_folder_lists_every_output_whatever_the_pieces(
         [f"job-{n:05d}.mp4", 2048, state.jobs[f"job-{n:05d}"].finished_at] for n in range(count)
     ]
     assert written == expected
+
+
+def test_a_job_just_registered_is_held_as_its_values_and_read_back_whole() -> None:
+    state = LedgerState()
+    apply_event(state, JobRegistered(t=5.0, job="a", fingerprint="f" * 64, model="m/x"))
+    jobs = state.jobs
+    assert not isinstance(jobs.version("a"), type(jobs["a"]))  # not a record object
+    record = jobs["a"]
+    assert record.status is JobStatus.PENDING and record.created_at == record.updated_at == 5.0
+    assert record.fingerprint == "f" * 64 and record.model == "m/x" and record.attempts == 0
+    assert jobs.status("a") is JobStatus.PENDING
+    payload = snapshot_payload(state)
+    assert encode_snapshot(payload) == orjson.dumps({**payload, "jobs": {"a": record}})
+    apply_event(state, SubmitIntent(t=6.0, job="a", fingerprint="f" * 64, attempt=1))
+    assert isinstance(jobs.version("a"), type(record))  # touched: a record again
+    assert jobs["a"].status is JobStatus.SUBMITTING and state.counts[JobStatus.PENDING] == 0

@@ -290,14 +290,16 @@ def test_only_resets_leave_a_terminal_status(events: list[JobEvent]) -> None:
     state, task_ids = LedgerState(), set()
     for event in events:
         before = state.jobs.get(event.job)
+        stored = state.jobs.version(event.job) if before is not None else None
         try:
             apply_event(state, event)
         except TransitionError:
-            assert state.jobs.get(event.job) is before
+            assert state.jobs.get(event.job) == before
+            assert before is None or state.jobs.version(event.job) is stored  # untouched
             continue
         after = state.jobs[event.job]
         if before is not None and before.status in TERMINAL and not isinstance(event, RESETS):
-            assert after is before
+            assert after == before and state.jobs.version(event.job) is stored
         if after.status in IN_FLIGHT - {JobStatus.SUBMITTING, JobStatus.UNKNOWN}:
             assert after.taskid is not None
         if after.taskid:

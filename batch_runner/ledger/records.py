@@ -9,7 +9,8 @@ copy; writing the snapshot takes its bytes as they are (:meth:`Records.encoded_i
 Packing is invisible to readers: a ``Records`` is a mapping of job ids to
 :class:`~batch_runner.ledger.state.JobRecord` in registration order, like the dict it
 replaces; :meth:`Records.version` tells a reader that polls for changes (the gallery)
-whether a record changed without unpacking it.
+whether a record changed without unpacking it. A record just registered and not touched
+since (every job of a new 100,000-job run, at first) is held as its three values.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ from __future__ import annotations
 import zlib
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from .events import RemoteOutput, SavedOutput
-
-if TYPE_CHECKING:
-    from .state import JobRecord, JobStatus
+from .state import JobRecord, JobStatus
 
 #: Succeeded records kept as objects (the newest): the engine, the publisher and the
 #: reporters read a record just after it succeeds; only older ones are packed.
@@ -38,8 +37,6 @@ _WBITS, _LEVEL, _MEMLEVEL = -12, 1, 4
 def _template() -> bytes:
     """A typical succeeded record's JSON: the deflate dictionary (field names, statuses,
     the usual output's shape), so a packed record holds little more than its own values."""
-    from .state import JobRecord, JobStatus
-
     record = JobRecord(
         job_id="job-000000", status=JobStatus.SUCCEEDED, fingerprint="0" * 64, attempts=1,
         taskid="0000000", tasktoken="0" * 32, cost=0.0,
@@ -75,12 +72,25 @@ def packed_json(blob: bytes) -> bytes:
 
 def unpack(blob: bytes) -> JobRecord:
     """A packed record, as an equal :class:`JobRecord`."""
-    from .state import JobRecord
-
     return JobRecord.from_dict(orjson.loads(packed_json(blob)))
 
 
-class Records(MutableMapping[str, "JobRecord"]):
+#: A record as registered and not touched since: (fingerprint, registered at, model).
+_Fresh = tuple[str, float | None, str | None]
+
+
+def _fresh_row(record: JobRecord) -> _Fresh:
+    return (record.fingerprint, record.created_at, record.model)
+
+
+def _fresh(job_id: str, row: _Fresh) -> JobRecord:
+    """The record of a job registered at ``row[1]`` and not touched since."""
+    fingerprint, t, model = row
+    return JobRecord(job_id, JobStatus.PENDING, fingerprint, created_at=t, updated_at=t,
+                     model=model)  # fmt: skip
+
+
+class Records(MutableMapping[str, JobRecord]):
     """Job records by id, in registration order; succeeded ones packed once
     :data:`KEEP_UNPACKED` newer successes have been stored (see the module docstring)."""
 
@@ -89,24 +99,32 @@ class Records(MutableMapping[str, "JobRecord"]):
     def __init__(
         self, records: Mapping[str, JobRecord] | Iterable[tuple[str, JobRecord]] = ()
     ) -> None:
-        #: each job's record, or its packed bytes
-        self._rows: dict[str, JobRecord | bytes] = dict(records)
+        #: each job's record, its packed bytes, or a fresh record's row
+        self._rows: dict[str, JobRecord | bytes | _Fresh] = dict(records)
         #: the newest successes stored, oldest first: packed when they leave
         self._recent: deque[tuple[str, JobRecord]] = deque()
 
     def __getitem__(self, job_id: str) -> JobRecord:
         row = self._rows[job_id]
-        return unpack(row) if type(row) is bytes else row  # type: ignore[return-value]
+        if type(row) is JobRecord:
+            return row
+        return unpack(row) if type(row) is bytes else _fresh(job_id, row)  # type: ignore[arg-type]
 
     def get(self, job_id: str, default: Any = None) -> Any:
         row = self._rows.get(job_id)
         if row is None:
             return default
-        return unpack(row) if type(row) is bytes else row
+        if type(row) is JobRecord:
+            return row
+        return unpack(row) if type(row) is bytes else _fresh(job_id, row)  # type: ignore[arg-type]
 
     def __setitem__(self, job_id: str, record: JobRecord) -> None:
+        status = record.status
+        if status is JobStatus.PENDING and record == _fresh(job_id, _fresh_row(record)):
+            self._rows[job_id] = _fresh_row(record)  # registered, nothing else yet
+            return
         self._rows[job_id] = record
-        if record.status == "succeeded":  # JobStatus.SUCCEEDED (a str enum), not imported
+        if status is JobStatus.SUCCEEDED:
             recent = self._recent
             recent.append((job_id, record))
             if len(recent) > KEEP_UNPACKED:
@@ -131,11 +149,12 @@ class Records(MutableMapping[str, "JobRecord"]):
         return f"<Records: {len(self._rows)} jobs, {packed} packed>"
 
     def status(self, job_id: str) -> JobStatus:
-        """The job's status without unpacking (a packed record succeeded)."""
-        from .state import JobStatus
-
+        """The job's status without unpacking (a packed record succeeded, a fresh one is
+        pending)."""
         row = self._rows[job_id]
-        return JobStatus.SUCCEEDED if type(row) is bytes else row.status  # type: ignore[union-attr]
+        if type(row) is JobRecord:
+            return row.status
+        return JobStatus.SUCCEEDED if type(row) is bytes else JobStatus.PENDING
 
     def version(self, job_id: str) -> object:
         """What is stored for the job: another object whenever its record changed (and
@@ -152,10 +171,12 @@ class Records(MutableMapping[str, "JobRecord"]):
         """Every job with what orjson writes for it: the record, or a packed record's own
         ``ledger.json`` bytes (the same bytes, never decoded into objects)."""
         for job_id, row in self._rows.items():
-            if type(row) is bytes:
+            if type(row) is JobRecord:
+                yield job_id, row
+            elif type(row) is bytes:
                 yield job_id, orjson.Fragment(packed_json(row))
             else:
-                yield job_id, row  # type: ignore[misc]
+                yield job_id, _fresh(job_id, row)  # type: ignore[arg-type]
 
     def packed(self) -> int:
         """How many records are packed (for tests and benchmarks)."""

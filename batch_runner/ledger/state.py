@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..wiro.records import QUEUED_STATUSES
 from .events import (
@@ -62,7 +62,9 @@ from .events import (
     parse_saved,
     plain,
 )
-from .records import Records
+
+if TYPE_CHECKING:
+    from .records import Records
 
 
 class JobStatus(StrEnum):
@@ -381,7 +383,7 @@ class LedgerState:
     records, older successes packed; a plain dict given here becomes one). ``counts`` follows
     ``jobs``; ``skipped`` counts events replay dropped as impossible (never persisted)."""
 
-    jobs: Records = field(default_factory=Records)
+    jobs: Records = field(default_factory=lambda: _records())
     uploads: dict[str, str] = field(default_factory=dict)
     runs: list[RunInfo] = field(default_factory=list)
     seq: int = 0
@@ -392,6 +394,8 @@ class LedgerState:
     skipped: int = 0
 
     def __post_init__(self) -> None:
+        from .records import Records
+
         if type(self.jobs) is not Records:
             self.jobs = Records(self.jobs)
 
@@ -402,6 +406,12 @@ class LedgerState:
         for record in self.jobs.values():
             self.counts[record.status] += 1
             self.cost += record.cost or 0.0
+
+
+def _records() -> Records:
+    from .records import Records  # which builds on this module's records
+
+    return Records()
 
 
 def apply_event(state: LedgerState, event: Event) -> None:
