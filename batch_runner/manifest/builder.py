@@ -260,6 +260,7 @@ class JobBuilder:
         self.single = not ctx.axes and ctx.model_axis is None
         #: normalised values shared between jobs ("5" for every ``duration: 5``)
         self.short: dict[str, str] = {}
+        self.prices: dict[float, float] = {}
         #: by input: its values seen so far, for one string per repeated value (an image URL
         #: shared by many jobs); None once the input's values turn out mostly distinct
         self.repeats: dict[str, dict[str, str] | None] = {}
@@ -366,6 +367,8 @@ class JobBuilder:
         if self.single:  # no matrix: the job itself, now (expand() makes one per base)
             definition = spec.definition
             estimate = definition.prices.estimate(inputs).usd if definition else None
+            if estimate is not None:  # one float per price, not per job
+                estimate = self.prices.setdefault(estimate, estimate)
             source = f"{raw.rel}:{raw.line}"
             fp = fingerprint(spec.name, inputs, None)
             self.bases.append(quick_job(job_id, len(self.bases), inputs, fp, source,
