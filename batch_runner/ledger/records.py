@@ -27,7 +27,7 @@ from .state import JobRecord, JobStatus
 
 #: Succeeded records kept as objects (the newest): the engine, the publisher and the
 #: reporters read a record just after it succeeds; only older ones are packed.
-KEEP_UNPACKED = 4096
+KEEP_UNPACKED = 1024
 
 # Deflate parameters: raw stream (no header), a 4 KiB window (a record is smaller), a small
 # memory level: a compressor set up per record costs a few microseconds, not 30.
