@@ -90,6 +90,13 @@ def _fresh(job_id: str, row: _Fresh) -> JobRecord:
                      model=model)  # fmt: skip
 
 
+def _record(job_id: str, row: JobRecord | bytes | _Fresh) -> JobRecord:
+    """The record a stored row stands for."""
+    if type(row) is JobRecord:
+        return row
+    return unpack(row) if type(row) is bytes else _fresh(job_id, row)  # type: ignore[arg-type]
+
+
 class Records(MutableMapping[str, JobRecord]):
     """Job records by id, in registration order; succeeded ones packed once
     :data:`KEEP_UNPACKED` newer successes have been stored (see the module docstring)."""
@@ -105,18 +112,11 @@ class Records(MutableMapping[str, JobRecord]):
         self._recent: deque[tuple[str, JobRecord]] = deque()
 
     def __getitem__(self, job_id: str) -> JobRecord:
-        row = self._rows[job_id]
-        if type(row) is JobRecord:
-            return row
-        return unpack(row) if type(row) is bytes else _fresh(job_id, row)  # type: ignore[arg-type]
+        return _record(job_id, self._rows[job_id])
 
     def get(self, job_id: str, default: Any = None) -> Any:
         row = self._rows.get(job_id)
-        if row is None:
-            return default
-        if type(row) is JobRecord:
-            return row
-        return unpack(row) if type(row) is bytes else _fresh(job_id, row)  # type: ignore[arg-type]
+        return default if row is None else _record(job_id, row)
 
     def __setitem__(self, job_id: str, record: JobRecord) -> None:
         status = record.status
@@ -145,8 +145,7 @@ class Records(MutableMapping[str, JobRecord]):
         return job_id in self._rows
 
     def __repr__(self) -> str:
-        packed = sum(1 for row in self._rows.values() if type(row) is bytes)
-        return f"<Records: {len(self._rows)} jobs, {packed} packed>"
+        return f"<Records: {len(self._rows)} jobs, {self.packed()} packed>"
 
     def status(self, job_id: str) -> JobStatus:
         """The job's status without unpacking (a packed record succeeded, a fresh one is
@@ -171,12 +170,10 @@ class Records(MutableMapping[str, JobRecord]):
         """Every job with what orjson writes for it: the record, or a packed record's own
         ``ledger.json`` bytes (the same bytes, never decoded into objects)."""
         for job_id, row in self._rows.items():
-            if type(row) is JobRecord:
-                yield job_id, row
-            elif type(row) is bytes:
+            if type(row) is bytes:
                 yield job_id, orjson.Fragment(packed_json(row))
             else:
-                yield job_id, _fresh(job_id, row)  # type: ignore[arg-type]
+                yield job_id, _record(job_id, row)
 
     def packed(self) -> int:
         """How many records are packed (for tests and benchmarks)."""
