@@ -56,13 +56,13 @@ def test_atomic_write_replaces_whole_and_private(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["a.json"]
 
 
-def test_the_run_command_caps_mallocs_arenas_unless_the_user_did() -> None:
+def test_the_run_command_tunes_malloc_unless_the_user_did() -> None:
     """On Linux with glibc ``mallopt`` accepts the cap; a ``MALLOC_ARENA_MAX`` of the user's
     own is left as glibc read it."""
     import subprocess
     import sys
 
-    code = "from batch_runner._memory import limit_malloc_arenas as f; print(f())"
+    code = "from batch_runner._memory import tune_malloc as f; print(f())"
     env = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"}
     run = functools.partial(subprocess.run, [sys.executable, "-c", code], capture_output=True,
                             text=True, check=True)  # fmt: skip

@@ -211,9 +211,9 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 
 
 def main(args: argparse.Namespace) -> int:
-    from .._memory import limit_malloc_arenas
+    from .._memory import tune_malloc
 
-    limit_malloc_arenas()  # before the engine starts its worker threads
+    tune_malloc()  # before the engine starts its worker threads
     if args.log_format != "json":
         return _checked_main(args)
     from ..errors import BatchRunnerError
