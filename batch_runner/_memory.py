@@ -8,8 +8,10 @@ threads only do I/O, so two arenas cost nothing in contention. glibc also raises
 threshold for serving a large block from a mapping of its own (returned to the system when
 freed) to the largest block freed so far, up to 32 MB: once a 22 MB manifest has been read,
 every later block of a few MB (a seal, a snapshot's pieces) comes from the heap and stays
-there. The run command fixes the threshold at 256 KiB instead. Applied by the CLI only: a
-library must not retune its host process.
+there. The run command fixes the threshold at 1 MiB instead: above asyncio's 256 KiB receive
+buffer (allocated for every read of a socket, then shrunk: a mapping each time would cost a
+system call pair per read). Applied by the CLI only: a library must not retune its host
+process.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import sys
 _M_ARENA_MAX, _M_MMAP_THRESHOLD = -8, -3
 #: Arenas the run command allows (the main thread's and one shared by the workers).
 RUN_ARENAS = 2
-#: Blocks at least this large get a mapping of their own (glibc's initial value, kept).
-MMAP_THRESHOLD = 256 * 1024
+#: Blocks at least this large get a mapping of their own.
+MMAP_THRESHOLD = 1024 * 1024
 
 
 def tune_malloc(arenas: int = RUN_ARENAS) -> bool:
