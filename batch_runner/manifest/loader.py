@@ -273,10 +273,11 @@ class _Loader:
             top_line = defaults.key_lines["model"]
         for raw in raws:
             own = raw.data.get("model") if isinstance(raw.data, dict) else None
-            if isinstance(own, str) and model_problem(own) is None:
-                used.setdefault(own, _Mention(raw.file, raw.line_of("model")))
-            elif own is None:
-                used.setdefault(default, _Mention(self.display, top_line))
+            if own is None:
+                if default not in used:  # (100,000 jobs: no mention built for each)
+                    used[default] = _Mention(self.display, top_line)
+            elif own not in used and isinstance(own, str) and model_problem(own) is None:
+                used[own] = _Mention(raw.file, raw.line_of("model"))
         if not used:
             used[default] = _Mention(self.display, top_line)
         return used
