@@ -276,7 +276,7 @@ class _Loader:
             if own is None:
                 if default not in used:  # (100,000 jobs: no mention built for each)
                     used[default] = _Mention(self.display, top_line)
-            elif own not in used and isinstance(own, str) and model_problem(own) is None:
+            elif isinstance(own, str) and own not in used and model_problem(own) is None:
                 used[own] = _Mention(raw.file, raw.line_of("model"))
         if not used:
             used[default] = _Mention(self.display, top_line)
