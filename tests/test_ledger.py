@@ -212,6 +212,24 @@ async def test_lazy_events_then_flush(tmp_path: Path) -> None:
         await ledger.record(JobRegistered(job="z", fingerprint="f"))
 
 
+async def test_the_journal_queue_is_bounded_even_for_lazy_events(tmp_path: Path) -> None:
+    """5,000 lazy events in a row (a new run registering its jobs) never queue more than
+    MAX_QUEUED lines: past it, record waits for the writer, and every line lands in order."""
+    from batch_runner.ledger.store import MAX_QUEUED
+
+    ledger = Ledger.open(tmp_path, compact_every=10**6)
+    most = 0
+    for i in range(5000):
+        await ledger.record(JobRegistered(job=f"j{i}", fingerprint="f"), durable=False)
+        most = max(most, len(ledger._pending))
+    assert most <= MAX_QUEUED
+    assert ledger.stats.fsyncs >= 5000 // MAX_QUEUED - 1
+    await ledger.flush()
+    lines = parse_journal((tmp_path / JOURNAL_NAME).read_bytes())[0]
+    assert [seq for seq, _ in lines] == list(range(1, 5001))
+    await ledger.close()
+
+
 async def test_compaction_while_reading_and_writing(tmp_path: Path) -> None:
     ledger = Ledger.open(tmp_path, compact_every=20)
     await register(ledger, 10)
