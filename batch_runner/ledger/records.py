@@ -48,25 +48,18 @@ def _template() -> bytes:
     return orjson.dumps(record)
 
 
-_ZDICT: bytes | None = None
-
-
-def _zdict() -> bytes:
-    global _ZDICT
-    if _ZDICT is None:
-        _ZDICT = _template()
-    return _ZDICT
+_ZDICT = _template()
 
 
 def pack(record: JobRecord) -> bytes:
     """``record`` as deflated ``ledger.json`` bytes."""
-    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEMLEVEL, 0, _zdict())
+    packer = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, _MEMLEVEL, 0, _ZDICT)
     return packer.compress(orjson.dumps(record)) + packer.flush()
 
 
 def packed_json(blob: bytes) -> bytes:
     """The ``ledger.json`` bytes of a packed record."""
-    unpacker = zlib.decompressobj(_WBITS, _zdict())
+    unpacker = zlib.decompressobj(_WBITS, _ZDICT)
     return unpacker.decompress(blob) + unpacker.flush()
 
 

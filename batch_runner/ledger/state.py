@@ -376,6 +376,13 @@ class RunInfo:
     publish: str | None = None
 
 
+def _records(jobs: Mapping[str, JobRecord] | None = None) -> Records:
+    """``jobs`` as a :class:`Records` table (itself when it is one)."""
+    from .records import Records  # which builds on this module's records
+
+    return jobs if type(jobs) is Records else Records(jobs or {})
+
+
 @dataclass(slots=True)
 class LedgerState:
     """Everything the ledger knows. ``jobs`` is mutated in place (cheap at 100,000 jobs); the
@@ -383,7 +390,7 @@ class LedgerState:
     records, older successes packed; a plain dict given here becomes one). ``counts`` follows
     ``jobs``; ``skipped`` counts events replay dropped as impossible (never persisted)."""
 
-    jobs: Records = field(default_factory=lambda: _records())
+    jobs: Records = field(default_factory=_records)
     uploads: dict[str, str] = field(default_factory=dict)
     runs: list[RunInfo] = field(default_factory=list)
     seq: int = 0
@@ -394,10 +401,7 @@ class LedgerState:
     skipped: int = 0
 
     def __post_init__(self) -> None:
-        from .records import Records
-
-        if type(self.jobs) is not Records:
-            self.jobs = Records(self.jobs)
+        self.jobs = _records(self.jobs)
 
     def recount(self) -> None:
         """Rebuild ``counts`` from ``jobs`` (after loading a snapshot)."""
@@ -406,12 +410,6 @@ class LedgerState:
         for record in self.jobs.values():
             self.counts[record.status] += 1
             self.cost += record.cost or 0.0
-
-
-def _records() -> Records:
-    from .records import Records  # which builds on this module's records
-
-    return Records()
 
 
 def apply_event(state: LedgerState, event: Event) -> None:
