@@ -8,7 +8,6 @@ object; the gallery's change detection sees a change exactly when the stored row
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from clihelp import write_manifest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_api import FAST, client_for
+from test_ledger_scan import state_of
 from test_state import ledger_events
 
 import batch_runner
@@ -144,15 +144,6 @@ def test_a_plain_dict_given_to_the_state_becomes_a_table() -> None:
     assert state.jobs["job-00000"] is record
 
 
-def replayed(events: list[Event]) -> LedgerState:
-    """``events`` applied in order, impossible ones skipped (as replay does)."""
-    state = LedgerState()
-    for event in events:
-        with contextlib.suppress(ValueError):
-            apply_event(state, event)
-    return state
-
-
 @settings(max_examples=60, deadline=None)
 @given(st.lists(ledger_events, max_size=60), st.integers(min_value=0, max_value=3))
 def test_whatever_the_events_a_packing_table_reads_as_a_dict(
@@ -163,9 +154,9 @@ def test_whatever_the_events_a_packing_table_reads_as_a_dict(
     saved = records_module.KEEP_UNPACKED
     try:
         records_module.KEEP_UNPACKED = keep
-        packing = replayed(events)
+        packing = state_of(events)
         records_module.KEEP_UNPACKED = 10**9
-        plain = replayed(events)
+        plain = state_of(events)
     finally:
         records_module.KEEP_UNPACKED = saved
     assert list(packing.jobs.items()) == list(plain.jobs.items())
