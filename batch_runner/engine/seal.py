@@ -226,19 +226,20 @@ def make_seal(
     """The seal of a folder whose every job of ``manifest`` succeeded, as ``state`` (the
     ledger on disk, ``seq`` included) says; None when it cannot be sealed."""
     jobs = state.jobs
-    pieces: list[bytes] = []  # the outputs as JSON, 1,024 jobs a piece: not 100,000 tuples
-    chunk: list[tuple[str, int, float]] = []
-    for n, job in enumerate(manifest.jobs, 1):
+    pieces: list[bytes] = []  # the outputs as JSON, 1,024 a piece: not 100,000 tuples
+    rows: list[tuple[str, int, float]] = []
+    for job in manifest.jobs:
         record = jobs.get(job.id)
         if record is None or record.status is not JobStatus.SUCCEEDED:
             return None
         if record.fingerprint != job.fingerprint or record.finished_at is None:
             return None
-        chunk.extend((out.path, out.size, record.finished_at) for out in record.outputs)
-        if n % 1024 == 0 or n == len(manifest.jobs):
-            if chunk:
-                pieces.append(orjson.dumps(chunk)[1:-1])
-            chunk.clear()
+        rows.extend((out.path, out.size, record.finished_at) for out in record.outputs)
+        if len(rows) >= 1024:
+            pieces.append(orjson.dumps(rows)[1:-1])
+            rows.clear()
+    if rows:
+        pieces.append(orjson.dumps(rows)[1:-1])
     outputs = orjson.Fragment(b"[" + b",".join(pieces) + b"]")
     if any(_identity(path) != identity for path, identity in basis.files):
         return None  # an input changed during the run: the next run must look
