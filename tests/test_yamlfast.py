@@ -292,3 +292,18 @@ def test_lines_are_the_texts_split_lines_whatever_the_piece(text: str, piece: in
     """The reader takes the text a piece at a time: the same lines, in the same order,
     including the empty ones at either end and between newlines."""
     assert list(yamlfast._lines(text, piece)) == text.split("\n")
+
+
+@given(st.text(alphabet="ab: -#\n", max_size=80), st.integers(min_value=1, max_value=8))
+def test_rows_are_the_texts_lines_whatever_the_piece(text: str, piece: int) -> None:
+    """Every line gives one row: ``key: value`` taken apart, anything else whole."""
+    rows = list(yamlfast._rows(text, piece))
+    lines = text.split("\n")
+    assert len(rows) == len(lines)
+    for (indent, dash, key, value, other), line in zip(rows, lines, strict=True):
+        if key:
+            head = f"{indent}{dash}{key}:"
+            assert not other and line.startswith(head + " ")
+            assert line[len(head) :].lstrip(" ") == value
+        else:
+            assert (indent, dash, value, other) == ("", "", "", line)

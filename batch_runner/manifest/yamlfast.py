@@ -39,6 +39,9 @@ _FLOW_ITEM = re.compile(r" *(\"[^\"\\]*\"|'(?:[^']|'')*'|[^,\[\]{}#'\" ][^,\[\]{
 _SHARED_LENGTH = 16
 
 
+_UNSEEN: Any = object()
+
+
 class _Outside(Exception):
     """The text leaves the subset: read it with the full parser."""
 
@@ -108,6 +111,11 @@ class _Reader:
         self.pending: tuple[YMap, str, int, int] | None = None
         self.keys: dict[str, str] = {}
         self.shared: dict[str, str] = {}
+
+    def short(self, text: str) -> Any:
+        """A short plain scalar resolved (``5`` -> 5), held once if it stays text."""
+        value = resolve_plain(text)
+        return self.shared.setdefault(value, value) if type(value) is str else value
 
     def value(self, text: str, line: int) -> Any:
         """A block value (comment allowed after it); ``text`` is not empty."""
@@ -216,98 +224,116 @@ def parse_block(text: str) -> YMap | None:
     if _outside_subset(text):
         return None
     try:
-        return _read(_lines(text), _Reader())
+        return _read(_rows(text), _Reader())
     except _Outside:
         return None
 
 
-def _lines(text: str, piece: int = 1 << 18) -> Iterator[str]:
-    """``text.split("\n")``, a piece of about 256 KiB at a time: a 100,000-job manifest is
-    400,000 lines, and splitting it at once holds them all (35 MB) beside the values read
-    from them."""
+def _pieces(text: str, piece: int = 1 << 18) -> Iterator[str]:
+    """``text`` cut at newlines into pieces of about 256 KiB (the newlines between pieces
+    dropped): a 100,000-job manifest is 400,000 lines, and splitting it at once holds them
+    all (35 MB) beside the values read from them."""
     start = 0
     while True:
         end = text.find("\n", start + piece)
         if end < 0:
-            yield from text[start:].split("\n")
+            yield text[start:]
             return
-        yield from text[start:end].split("\n")
+        yield text[start:end]
         start = end + 1
 
 
-def _read(lines: Iterable[str], reader: _Reader) -> YMap | None:  # noqa: C901 (one hot loop)
-    """Every line: inline when it is the next ``key: plain value`` of the mapping being
-    read or ``- key: plain value`` starting the next mapping of the sequence being read
-    (most lines of a large manifest, a few hundred nanoseconds each); anything else
-    through :meth:`_Reader.line`."""
+def _lines(text: str, piece: int = 1 << 18) -> Iterator[str]:
+    """``text.split("\n")``, a piece at a time."""
+    for part in _pieces(text, piece):
+        yield from part.split("\n")
+
+
+#: One line of the text, as (indent, "- " or "", key, value, other): the first four when the
+#: line is ``key: value`` or ``- key: value`` (the value as written, up to the end of the
+#: line), else ``other`` is the whole line (empty for an empty line). ``findall`` matches
+#: every line exactly once, in C: most lines of a large manifest then cost the reader a
+#: tuple and the few tests of :func:`_read`.
+_ROW = re.compile(r"^(?:( *)(- )?([A-Za-z0-9_][A-Za-z0-9_./-]*): +(.*)|(.*))$", re.MULTILINE)
+
+
+def _rows(text: str, piece: int = 1 << 18) -> Iterator[tuple[str, str, str, str, str]]:
+    """:data:`_ROW`'s tuple for every line of ``text``, in order, a piece at a time."""
+    findall = _ROW.findall
+    for part in _pieces(text, piece):
+        yield from findall(part)
+
+
+def _read(  # noqa: C901 (one hot loop)
+    rows: Iterable[tuple[str, str, str, str, str]], reader: _Reader
+) -> YMap | None:
+    """Every row of :func:`_rows`: inline when it is the next ``key: plain value`` of the
+    mapping being read or ``- key: plain value`` starting the next mapping of the sequence
+    being read (most lines of a large manifest); anything else, the line as written (but
+    for the spaces after the colon), through :meth:`_Reader.line`."""
     stack, keys, shared = reader.stack, reader.keys, reader.shared
-    fullmatch, indicators, general = _KEY.fullmatch, _INDICATORS, reader.line
+    resolved_short: dict[str, Any] = {}  # short values that may not be text, resolved
+    general, resolved_first, indicators = reader.line, RESOLVED_FIRST, _INDICATORS
     root: YMap | None = None
     number = 0
-    for raw in lines:
+    for indent, dash, key, value, other in rows:
         number += 1
-        line = raw.rstrip(" ") if raw[-1:] == " " else raw
+        if value[-1:] == " ":
+            value = value.rstrip(" ")
+        if (
+            value
+            and root is not None
+            and reader.pending is None
+            and value[0] not in indicators
+            and ": " not in value
+            and " #" not in value
+            and value[-1] != ":"
+        ):
+            column = len(indent)
+            mapping: YMap | None = None
+            if dash:
+                if len(stack) > 1 and stack[-2][0] == column and type(stack[-2][1]) is YSeq:
+                    seq = stack[-2][1]
+                    mapping = YMap(number)
+                    seq.append(mapping)
+                    seq.item_lines.append(number)
+                    stack[-1] = (column + 2, mapping)
+            else:
+                top_column, top = stack[-1]
+                if top_column == column and type(top) is YMap:
+                    if key in top:
+                        raise _Outside  # a duplicate key: the full parser reports it
+                    mapping = top
+            if mapping is not None:
+                known = keys.get(key)
+                if known is None:
+                    known = keys[key] = key
+                resolved: Any = value
+                if value[0] in resolved_first:  # maybe not text: "5", "true", "720p"
+                    if len(value) > _SHARED_LENGTH:
+                        resolved = resolve_plain(value)
+                    else:  # resolved once: short values repeat (seeds do not, much)
+                        resolved = resolved_short.get(value, _UNSEEN)
+                        if resolved is _UNSEEN:
+                            resolved = resolved_short[value] = reader.short(value)
+                elif len(value) <= _SHARED_LENGTH:
+                    resolved = shared.setdefault(value, value)
+                mapping[known] = resolved
+                mapping.key_lines[known] = number
+                continue
+        line = other if not key else f"{indent}{dash}{key}: {value}"
+        if line[-1:] == " ":
+            line = line.rstrip(" ")
         if not line:
             continue
         content = line.lstrip(" ")
-        first = content[0]
-        if first == "#":
+        if content[0] == "#":
             continue
         if root is None:
-            if first == "-" or line[0] == " ":
+            if content[0] == "-" or line[0] == " ":
                 return None  # a sequence or an indented start: not the subset
             root = YMap(number)
             stack.append((0, root))
-        if reader.pending is None:
-            column, top = stack[-1]
-            indent = len(line) - len(content)
-            entry = None
-            item = first == "-"
-            if not item:
-                if column == indent and type(top) is YMap:
-                    entry = content
-            elif (
-                content[1:2] == " "
-                and content[2:3] not in (" ", "-", "#")
-                and len(stack) > 1
-                and stack[-2][0] == indent
-                and type(stack[-2][1]) is YSeq
-            ):
-                entry = content[2:]
-            if entry is not None:
-                key, colon, value = entry.partition(": ")
-                if value[:1] == " ":
-                    value = value.lstrip(" ")
-                known = keys.get(key)
-                if known is None and colon and fullmatch(key + ":") is not None:
-                    known = keys[key] = key  # a new key, checked once
-                if (
-                    known is not None
-                    and value
-                    and value[0] not in indicators
-                    and ": " not in value
-                    and " #" not in value
-                    and value[-1] != ":"
-                ):
-                    key = known
-                    if item:
-                        seq = stack[-2][1]
-                        mapping = YMap(number)
-                        seq.append(mapping)  # type: ignore[union-attr]
-                        seq.item_lines.append(number)  # type: ignore[union-attr]
-                        stack[-1] = (indent + 2, mapping)
-                    else:
-                        mapping = top  # type: ignore[assignment]
-                        if key in mapping:
-                            raise _Outside  # a duplicate key: the full parser reports it
-                    resolved: Any = value
-                    if value[0] in RESOLVED_FIRST:
-                        resolved = resolve_plain(value)
-                    if type(resolved) is str and len(resolved) <= _SHARED_LENGTH:
-                        resolved = shared.setdefault(resolved, resolved)
-                    mapping[key] = resolved
-                    mapping.key_lines[key] = number
-                    continue
         general(line, number)
     if reader.pending is not None:
         mapping, key, line_of_key, _column = reader.pending

@@ -72,8 +72,7 @@ class YMap(dict[str, Any]):
 
     __slots__ = ("key_lines", "line")
 
-    def __init__(self, line: int) -> None:
-        super().__init__()
+    def __init__(self, line: int) -> None:  # empty already: no dict.__init__ to call
         self.line = line
         self.key_lines: dict[str, int] = {}
 
@@ -83,8 +82,7 @@ class YSeq(list[Any]):
 
     __slots__ = ("item_lines", "line")
 
-    def __init__(self, line: int) -> None:
-        super().__init__()
+    def __init__(self, line: int) -> None:  # empty already: no list.__init__ to call
         self.line = line
         self.item_lines: list[int] = []
 
