@@ -27,7 +27,7 @@ from batch_runner.manifest.job import (
     slugify,
 )
 from batch_runner.manifest.pricing import estimate_job_cost, estimate_total, unpriced
-from batch_runner.manifest.schemacheck import Checker, StrictValidator, load_schema, suggest
+from batch_runner.manifest.schemacheck import Checker, load_schema, strict_validator, suggest
 from batch_runner.manifest.yamlsafe import YMap, YSeq, load_yaml
 from batch_runner.models.store import read_definition, shipped_dir
 
@@ -46,7 +46,7 @@ def test_schemas_are_valid_2020_12() -> None:
     manifest = json.loads((schemas_dir() / "manifest.schema.json").read_text(encoding="utf-8"))
     for schema in [manifest, model_schema()]:
         assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
-        StrictValidator.check_schema(schema)
+        strict_validator().check_schema(schema)
 
 
 def test_id_pattern_matches_the_schema() -> None:
@@ -140,10 +140,79 @@ def test_fast_path_with_refs_agrees_with_jsonschema(instance: dict[str, Any]) ->
         assert checker.validator.is_valid(instance), instance
 
 
+_TOP_VALUES = st.one_of(
+    _VALUES,
+    st.sampled_from(["a.csv", "b.jsonl", "c.txt", "PixVerse/image-to-video-v5", "s3://b/p"]),
+    st.lists(st.sampled_from(["a.csv", "b.txt", 3]), max_size=2),
+    st.dictionaries(
+        st.sampled_from(["quality", "PixVerse/image-to-video-v5"]), _VALUES, max_size=2
+    ),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["model", "defaults", "models", "jobs", "jobs_from", "matrix",
+                         "output_dir", "concurrency", "publish", "x-anchor", "x-", "jobz"]),
+        _TOP_VALUES,
+        max_size=5,
+    )
+)  # fmt: skip
+def test_fast_path_of_the_top_level_agrees_with_jsonschema(instance: dict[str, Any]) -> None:
+    """The top level (``allOf``/``anyOf``, ``patternProperties``) is checked without
+    jsonschema when the fast path can say yes, and it says yes only when jsonschema would."""
+    root = load_schema(schemas_dir() / "manifest.schema.json")
+    checker = Checker(root)
+    assert checker.fast is not None
+    if checker.fast(instance):
+        assert checker.validator.is_valid(instance), instance
+
+
+def test_pattern_properties_apply_with_the_named_ones() -> None:
+    """A key matching a pattern meets every matching pattern's schema and its own, and no
+    ``additionalProperties``; a key matching none meets ``additionalProperties``."""
+    schema = {
+        "type": "object",
+        "properties": {"x-n": {"type": "integer"}},
+        "patternProperties": {"^x-": {"type": ["integer", "string"]}, "n$": {"minimum": 2}},
+        "additionalProperties": False,
+    }
+    checker = Checker(schema)
+    assert checker.fast is not None
+    for instance in [{"x-n": 3}, {"x-a": "s"}, {"x-n": "s"}, {"x-n": 1}, {"y": 1}, {}, {"x-": []}]:
+        assert checker.fast(instance) == checker.validator.is_valid(instance), instance
+
+
+def test_yaml_lists_meet_the_array_keywords() -> None:
+    """A YAML list is a list subclass (it remembers its lines): ``maxItems``, ``minItems``
+    and ``items`` apply to it as jsonschema applies them."""
+    checker = Checker({"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "string"}})
+    for values, valid in [
+        (["a", "b"], True),
+        (["a"], False),
+        (["a"] * 4, False),
+        (["a", 1], False),
+    ]:
+        listed = YSeq(1)
+        listed.extend(values)
+        assert checker.fast is not None and checker.fast(listed) == valid, values
+        assert (checker.errors(listed) == []) == valid, values
+
+
 def test_unsupported_keywords_disable_the_fast_path() -> None:
-    assert Checker({"type": "object", "patternProperties": {"^a": {}}}).fast is None
-    assert Checker({"allOf": [{"type": "string"}]}).fast is None
+    assert Checker({"type": "object", "dependentRequired": {"a": ["b"]}}).fast is None
+    assert Checker({"oneOf": [{"type": "string"}]}).fast is None
+    assert Checker({"allOf": [{"not": {"type": "string"}}]}).fast is None
     assert Checker({"$ref": "https://example.com/x"}).fast is None
+
+
+def test_every_shipped_definition_has_a_valid_schema() -> None:
+    """The package's definitions are read without the metaschema check at run time."""
+    files = sorted(shipped_dir().rglob("*.json"))
+    assert files
+    for path in files:
+        strict_validator().check_schema(read_definition(path).schema)
 
 
 def test_floats_are_not_integers() -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from batch_runner.manifest.schemacheck import Checker, StrictValidator
+from batch_runner.manifest.schemacheck import Checker, strict_validator
 from batch_runner.models.definition import (
     MAX_TOOL_BYTES,
     ModelDefinition,
@@ -119,7 +119,7 @@ def test_each_item_type_maps_to_a_kind_and_a_schema(
     definition = defn(fixture)
     found = item(definition, name)
     assert (found.type, found.kind) == (type_, kind)
-    StrictValidator.check_schema(definition.schema)
+    strict_validator().check_schema(definition.schema)
     for value in good:
         assert accepts(definition, {name: value}) == [], (name, value)
     for value in bad:
@@ -293,7 +293,7 @@ def test_odd_values_inside_items_never_crash() -> None:
     assert item(odd, "d").required and item(odd, "d").default is None
     assert item(odd, "e").max_length is None
     assert len(odd.warnings) >= 4
-    StrictValidator.check_schema(odd.schema)
+    strict_validator().check_schema(odd.schema)
 
 
 def test_a_record_for_another_model_is_refused() -> None:

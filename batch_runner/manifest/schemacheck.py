@@ -23,17 +23,12 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
-
-# jsonschema ships no type hints; types-jsonschema is not a dependency.
-from jsonschema import (  # type: ignore[import-untyped, unused-ignore]
-    Draft202012Validator,
-    ValidationError,
-    validators,
-)
-from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ManifestError
+
+if TYPE_CHECKING:  # jsonschema ships no type hints; types-jsonschema is not a dependency
+    from jsonschema import ValidationError  # type: ignore[import-untyped, unused-ignore]
 
 Predicate = Callable[[Any], bool]
 
@@ -42,8 +37,16 @@ def _is_strict_integer(_checker: Any, instance: Any) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-_TYPE_CHECKER = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer)
-StrictValidator: Any = validators.extend(Draft202012Validator, type_checker=_TYPE_CHECKER)
+@lru_cache(maxsize=1)
+def strict_validator() -> Any:
+    """Draft 2020-12 with ``true`` not an integer. jsonschema (and what it imports, 50 ms)
+    loads on first use: a manifest whose values all pass :func:`compile_fast`'s checks
+    never needs it."""
+    from jsonschema import Draft202012Validator, validators
+
+    checker = Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_strict_integer)
+    return validators.extend(Draft202012Validator, type_checker=checker)
+
 
 _META_KEYWORDS = frozenset(
     {
@@ -61,7 +64,9 @@ _META_KEYWORDS = frozenset(
         "format",  # annotation only: Draft 2020-12 does not assert formats by default
     }
 )
-_OBJECT_KEYWORDS = frozenset({"properties", "additionalProperties", "required"})
+_OBJECT_KEYWORDS = frozenset(
+    {"properties", "patternProperties", "additionalProperties", "required"}
+)
 
 _PY_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -76,14 +81,12 @@ _PY_TYPES: dict[str, tuple[type, ...]] = {
 
 @lru_cache(maxsize=64)
 def load_schema(path: Path) -> dict[str, Any]:
-    """Read and check a schema file once per process; a broken file is a clear error."""
+    """Read a schema file of the package once per process (the tests check each against
+    the metaschema, so a start need not); an unreadable file is a clear error."""
     try:
         schema = json.loads(path.read_text(encoding="utf-8"))
-        StrictValidator.check_schema(schema)
     except (OSError, ValueError) as exc:
         raise ManifestError(f"cannot read schema {path}: {exc}") from exc
-    except SchemaError as exc:
-        raise ManifestError(f"schema {path} is not a valid JSON Schema: {exc.message}") from exc
     if not isinstance(schema, dict):
         raise ManifestError(f"schema {path} must be a JSON object")
     return schema
@@ -96,8 +99,15 @@ class Checker:
         self.schema = schema
         #: the schema ``$ref`` resolves against
         self.root: Mapping[str, Any] = root or schema
-        self.validator = StrictValidator(schema)
         self.fast: Predicate | None = compile_fast(schema, self.root)
+        self._validator: Any = None
+
+    @property
+    def validator(self) -> Any:
+        """jsonschema's validator of the schema, made when first needed."""
+        if self._validator is None:
+            self._validator = strict_validator()(self.schema)
+        return self._validator
 
     def errors(self, instance: Any) -> list[ValidationError]:
         """Every error jsonschema finds, skipping the work when the fast path says valid."""
@@ -198,11 +208,19 @@ def _compile_keyword(
         if names is None:
             return None
         return lambda v: not isinstance(v, dict) or all(names(k) for k in v)
+    if keyword in ("allOf", "anyOf") and isinstance(value, list) and value:
+        parts = _compile_each(dict(enumerate(value)), root, depth)
+        if parts is None:
+            return None
+        options = list(parts.values())
+        if keyword == "allOf":
+            return _all_of(options)
+        return lambda v: any(option(v) for option in options)
     if keyword == "items":
         element = compile_fast(value, root, depth + 1)
         if element is None:
             return None
-        return lambda v: type(v) is not list or all(element(x) for x in v)
+        return lambda v: not isinstance(v, list) or all(element(x) for x in v)
     return _compile_scalar_keyword(keyword, value)
 
 
@@ -245,9 +263,9 @@ def _compile_scalar_keyword(keyword: str, value: Any) -> Predicate | None:
     if keyword == "minProperties":
         return lambda v: not isinstance(v, dict) or len(v) >= value
     if keyword == "maxItems":
-        return lambda v: type(v) is not list or len(v) <= value
+        return lambda v: not isinstance(v, list) or len(v) <= value
     if keyword == "minItems":
-        return lambda v: type(v) is not list or len(v) >= value
+        return lambda v: not isinstance(v, list) or len(v) >= value
     if keyword == "pattern":
         search = re.compile(value).search
         return lambda v: type(v) is not str or search(v) is not None
@@ -272,19 +290,28 @@ def _compile_ref(ref: Any, root: Mapping[str, Any], depth: int) -> Predicate | N
     return compile_fast(target, root, depth + 1)
 
 
-def _compile_object(
-    schema: Mapping[str, Any], root: Mapping[str, Any], depth: int
-) -> Predicate | None:
-    properties: dict[str, Predicate] = {}
-    for name, sub in schema.get("properties", {}).items():
+def _compile_each(
+    schemas: Mapping[Any, Any], root: Mapping[str, Any], depth: int
+) -> dict[Any, Predicate] | None:
+    """A predicate per subschema, by the same keys; None if any has none."""
+    compiled = {}
+    for key, sub in schemas.items():
         check = compile_fast(sub, root, depth + 1)
         if check is None:
             return None
-        properties[name] = check
-    additional = schema.get("additionalProperties", True)
-    extra = compile_fast(additional, root, depth + 1)
-    if extra is None:
+        compiled[key] = check
+    return compiled
+
+
+def _compile_object(
+    schema: Mapping[str, Any], root: Mapping[str, Any], depth: int
+) -> Predicate | None:
+    properties = _compile_each(schema.get("properties", {}), root, depth)
+    by_pattern = _compile_each(schema.get("patternProperties", {}), root, depth)
+    extra = compile_fast(schema.get("additionalProperties", True), root, depth + 1)
+    if properties is None or by_pattern is None or extra is None:
         return None
+    patterns = [(re.compile(pattern).search, check) for pattern, check in by_pattern.items()]
     required = tuple(schema.get("required", ()))
 
     def check_object(value: Any) -> bool:
@@ -294,6 +321,15 @@ def _compile_object(
             if name not in value:
                 return False
         for key, item in value.items():
+            if patterns:  # every matching pattern's schema applies, and then no "extra"
+                matched = [check for search, check in patterns if search(key) is not None]
+                if matched:
+                    named = properties.get(key)
+                    if not all(check(item) for check in matched) or not (
+                        named is None or named(item)
+                    ):
+                        return False
+                    continue
             check = properties.get(key, extra)
             if not check(item):
                 return False
