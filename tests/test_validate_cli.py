@@ -190,3 +190,35 @@ def test_other_commands_describe_sandbox_without_importing_it(tmp_path: Path) ->
                           env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
     assert "succeeded" in done.stdout, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "0 []", done.stdout
+
+
+def test_a_valid_manifest_is_checked_without_jsonschema_or_asyncio(tmp_path: Path) -> None:
+    """Validating a manifest whose values all pass the fast checks loads neither
+    jsonschema nor asyncio (about 80 ms of every start); an invalid one still gets
+    jsonschema's messages."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    good = tmp_path / "good.yaml"
+    good.write_text(
+        "model: PixVerse/image-to-video-v5\njobs_from: [rows.csv]\nx-note: {}\njobs:\n"
+        "  - id: a\n    prompt: hi\n    inputImageUrl: https://x/y.jpg\n    duration: 8\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "rows.csv").write_text("id,prompt,inputImageUrl\nb,yo,https://x/z.jpg\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("duration: 8", "duration: 7"), encoding="utf-8")
+    code = (
+        "import sys, batch_runner.cli as c; rc = c.main(['validate', '--offline', sys.argv[1]]);"
+        "print(rc, sorted(m for m in ('jsonschema', 'asyncio') if m in sys.modules))"
+    )
+
+    def validate(path: Path) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-c", code, str(path)]
+        return subprocess.run(
+            argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        )
+
+    runs = [validate(good), validate(bad)]
+    assert runs[0].stdout.strip().splitlines()[-1] == "0 []", runs[0].stdout + runs[0].stderr
+    assert runs[1].stdout.strip().splitlines()[-1] == "2 ['jsonschema']", runs[1].stdout
+    assert "duration" in runs[1].stderr and "bad.yaml:8:" in runs[1].stderr, runs[1].stderr

@@ -10,7 +10,7 @@ from typing import Any
 from ..errors import ModelError, NotFoundError
 from ..wiro.client import WiroClient
 from .definition import ModelDefinition, model_problem
-from .fetch import FETCH_POLICY, fetch_definition, search_names, tool_names
+from .fetch import fetch_definition, fetch_policy, search_names, tool_names
 from .items import DefinitionProblem
 from .resolver import Resolver, closest
 from .store import find_file, known_models, read_definition, write_definition
@@ -29,7 +29,7 @@ async def catalogue_page(
     client: WiroClient, *, search: str = "", categories: list[str] | None = None, limit: int = 50
 ) -> tuple[int, list[dict[str, Any]], list[str]]:
     """One page of ``/Tool/List``: the total, the summary records and their model names."""
-    total, records = await FETCH_POLICY.call(
+    total, records = await fetch_policy().call(
         lambda: client.tool_list(search=search, limit=limit, categories=categories)
     )
     named = [(n, r) for r, n in zip(records, tool_names(records), strict=False)]

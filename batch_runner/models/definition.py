@@ -220,8 +220,10 @@ def definition_from_tool(
     )
 
 
-def definition_from_file(data: Any, origin: str) -> ModelDefinition:
-    """Parse a definition file's JSON object; raises DefinitionProblem."""
+def definition_from_file(data: Any, origin: str, *, check_schema: bool = True) -> ModelDefinition:
+    """Parse a definition file's JSON object; raises DefinitionProblem. ``check_schema``
+    False skips the metaschema check of its ``schema`` (the package's own files, which the
+    tests check: jsonschema then loads only if a job needs it)."""
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
         raise DefinitionProblem(f'not a model definition (no "format": {FORMAT!r})')
     if data.get("version") != VERSION:
@@ -229,9 +231,9 @@ def definition_from_file(data: Any, origin: str) -> ModelDefinition:
     source = data.get("source") if isinstance(data.get("source"), Mapping) else {}
     assert isinstance(source, Mapping)
     schema = data.get("schema")
-    if schema is not None:
-        if not isinstance(schema, dict):
-            raise DefinitionProblem("'schema' must be a JSON object")
+    if schema is not None and not isinstance(schema, dict):
+        raise DefinitionProblem("'schema' must be a JSON object")
+    if schema is not None and check_schema:
         from jsonschema import Draft202012Validator  # type: ignore[import-untyped, unused-ignore]
         from jsonschema.exceptions import SchemaError  # type: ignore[import-untyped, unused-ignore]
 

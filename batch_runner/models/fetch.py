@@ -11,25 +11,32 @@ a short-lived thread, which works whether or not the calling thread has a loop o
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import time
 from collections.abc import Awaitable, Callable
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ..wiro.retry import RetryPolicy
 from .definition import ModelDefinition, definition_from_tool
 from .store import public_base
 
-if TYPE_CHECKING:  # aiohttp loads only when something is fetched
+if TYPE_CHECKING:  # asyncio, tenacity and aiohttp load only when something is fetched
+    import asyncio
+
     from ..wiro.client import WiroClient
+    from ..wiro.retry import RetryPolicy
 
 T = TypeVar("T")
 
 #: Longest one fetch may take, retries included (seconds).
 FETCH_TIMEOUT = 120.0
-#: Retries of a definition fetch: a few, quickly (someone is waiting at a prompt).
-FETCH_POLICY = RetryPolicy(max_attempts=3, max_elapsed=30.0, base_delay=0.3, max_delay=3.0)
+
+
+@lru_cache(maxsize=1)
+def fetch_policy() -> RetryPolicy:
+    """Retries of a definition fetch: a few, quickly (someone is waiting at a prompt)."""
+    from ..wiro.retry import RetryPolicy
+
+    return RetryPolicy(max_attempts=3, max_elapsed=30.0, base_delay=0.3, max_delay=3.0)
 
 
 class Fetcher(Protocol):
@@ -59,7 +66,7 @@ def tool_names(records: list[dict[str, Any]]) -> list[str]:
 async def fetch_definition(client: WiroClient, model: str) -> ModelDefinition:
     """The definition of ``model`` as the service describes it now (raises ApiError, or
     DefinitionProblem for a record that cannot be used)."""
-    tool = await FETCH_POLICY.call(lambda: client.tool_detail(model))
+    tool = await fetch_policy().call(lambda: client.tool_detail(model))
     base = public_base(client.base_url)
     return definition_from_tool(
         tool,
@@ -71,7 +78,8 @@ async def fetch_definition(client: WiroClient, model: str) -> ModelDefinition:
 
 
 async def search_names(client: WiroClient, search: str, limit: int = 50) -> list[str]:
-    _total, records = await FETCH_POLICY.call(lambda: client.tool_list(search=search, limit=limit))
+    policy = fetch_policy()
+    _total, records = await policy.call(lambda: client.tool_list(search=search, limit=limit))
     return tool_names(records)
 
 
@@ -92,6 +100,9 @@ class ClientFetcher:
         self.loop = loop
 
     def _call(self, work: Callable[[WiroClient], Awaitable[T]]) -> T:
+        import asyncio
+        import concurrent.futures
+
         async def job() -> T:
             async with self.make_client() as client:
                 return await work(client)

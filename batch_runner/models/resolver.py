@@ -138,7 +138,7 @@ class Resolver:
             if path is None:
                 continue
             try:
-                return read_definition(path)
+                return read_definition(path, shipped=what == "the package")
             except DefinitionProblem as exc:
                 if what != "the user cache":
                     raise ModelError(f"the definition of {model!r} is unusable: {exc}") from None
