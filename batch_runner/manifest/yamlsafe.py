@@ -141,6 +141,8 @@ def show_tag(tag: str) -> str:
 
 def resolve_plain(value: str) -> Any:
     """Resolve and construct an untagged plain scalar the way SafeLoader does."""
+    if value.isdigit() and value.isascii() and (value[0] != "0" or len(value) == 1):
+        return int(value)  # a decimal integer (a seed), as the int resolver would give it
     resolvers = _RESOLVERS.get(value[:1])
     if resolvers is None:
         return value
