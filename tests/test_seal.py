@@ -62,6 +62,31 @@ async def test_an_unchanged_rerun_is_sealed_journalled_and_sends_nothing(
     assert not (b.out / "journal.jsonl").exists() and (await b.status())["runs"] == 4
 
 
+async def test_without_out_the_seal_is_looked_for_where_the_manifest_writes(
+    batch: MakeBatch, tmp_path: Path
+) -> None:
+    """Without ``--out`` the sealed path looks in the manifest's ``output_dir``, and takes
+    only a seal that a run without ``--out`` made: a folder sealed by a run with ``--out``
+    (here the default folder, where a run would write if the manifest named none) is that
+    run's, and the work of the manifest's own folder is still done."""
+    b = await batch(jobs=3, extra={"output_dir": "declared"})
+    cwd = tmp_path / "work"
+    flagged = cwd / "outputs" / b.manifest.stem
+    first = await b.run(out=flagged)
+    assert first.code == 0 and read_seal(flagged) is not None, first.err
+    plain = ("run", str(b.manifest), "--log-format", "text")
+    second = await b.cli(*plain, cwd=cwd)
+    assert second.code == 0 and SEALED not in second.err, second.err
+    declared = b.manifest.parent / "declared"
+    assert b.stats()["tasks_created"] == 6 and read_seal(declared) is not None
+    requests = b.stats()["requests"]
+    third = await b.cli(*plain, cwd=cwd)
+    assert third.code == 0 and SEALED in third.err and "3 jobs: 3 succeeded" in third.out
+    assert b.stats()["requests"] == requests, "the sealed path asks the service nothing"
+    again = await b.run(out=declared)
+    assert again.code == 0 and SEALED not in again.err, "sealed without --out: look again"
+
+
 async def test_a_changed_output_takes_the_full_path_and_is_fetched_again(
     batch: MakeBatch,
 ) -> None:

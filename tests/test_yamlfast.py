@@ -307,3 +307,23 @@ def test_rows_are_the_texts_lines_whatever_the_piece(text: str, piece: int) -> N
             assert line[len(head) :].lstrip(" ") == value
         else:
             assert (indent, dash, value, other) == ("", "", "", line)
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        (b"model: m\noutput_dir: out/a\njobs: []\n", "out/a"),
+        (b"output_dir: 'it''s here'  # a comment\n", "it's here"),
+        (b'output_dir: "quoted"\n', "quoted"),
+        (b"jobs:\n  - output_dir: no\n", None),  # not at the top level
+        (b"output_dir: a\noutput_dir: b\n", None),  # twice: the full reading reports it
+        (b"output_dir:\n", None),
+        (b"output_dir: 5\n", None),
+        (b"output_dir: [a, b]\n", None),
+        (b'output_dir: "cut\n', None),
+        (b"output_dir: \xff\n", None),
+        (b"model: m\n", None),
+    ],
+)
+def test_a_top_level_text_is_found_by_its_line(text: bytes, found: str | None) -> None:
+    assert yamlfast.top_level_text(text, "output_dir") == found

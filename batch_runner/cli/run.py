@@ -294,8 +294,13 @@ def _seal_key(args: argparse.Namespace) -> str | None:
     service = "sandbox" if args.sandbox else (
         args.api_base or os.environ.get("WIRO_API_BASE") or "default"
     )  # fmt: skip
-    return manifest_key(Path(args.manifest), service=service, publish=args.publish,
-                        public_url=args.publish_public_url)  # fmt: skip
+    return manifest_key(
+        Path(args.manifest),
+        service=service,
+        publish=args.publish,
+        public_url=args.publish_public_url,
+        out_given=args.out is not None,
+    )
 
 
 def _basis(key: str, target: Target, sandbox: object, args: argparse.Namespace) -> Basis | None:
@@ -316,12 +321,11 @@ async def _sealed(args: argparse.Namespace, key: str) -> int | None:
     import asyncio
     import os
 
-    from ..engine.options import default_output_dir
-    from ..engine.seal import sealed_rerun, started_event
+    from ..engine.seal import output_dir, sealed_rerun, started_event
     from ..report.operate import RunWatch
 
     options_from_args(args)  # bad flags are refused as on the full path
-    out_dir = Path(args.out) if args.out else default_output_dir(Path(args.manifest))
+    out_dir = Path(args.out) if args.out else output_dir(Path(args.manifest))
     found = await asyncio.to_thread(sealed_rerun, out_dir, key, publish=args.publish)
     if found is None:
         return None

@@ -218,6 +218,30 @@ def _outside_subset(text: str) -> bool:
 _PRINTABLE_ASCII = bytes([10, *range(0x20, 0x7F)])
 
 
+def top_level_text(data: bytes, key: str) -> str | None:
+    """The text of ``key: value`` when the document has exactly one line starting with
+    ``key:`` and its value is a plain or simply quoted string; None otherwise.
+
+    A hint for finding things before a full read (where a finished run's seal may be), not
+    a reading of the document: a line inside a multi-line scalar looks the same, and a key
+    set through a merge is missed. Whoever acts on it must check what it found against the
+    full reading's record (the seal's key says which folder the full path chose)."""
+    found = re.findall(rb"^" + re.escape(key.encode("ascii")) + rb":(.*)$", data, re.MULTILINE)
+    if len(found) != 1:
+        return None
+    try:
+        text = found[0].decode("utf-8").strip(" ")
+    except UnicodeDecodeError:
+        return None
+    if not text or _outside_subset(text):
+        return None
+    try:
+        value = _scalar(_uncomment(text))
+    except _Outside:
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def parse_block(text: str) -> YMap | None:
     """The document as :func:`~.yamlsafe.load_yaml` reads it, when it is a mapping written
     in the plain block subset without any problem; None otherwise (read it in full)."""
