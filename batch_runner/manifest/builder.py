@@ -1,9 +1,13 @@
-"""The per-job half of manifest loading: check each job, then expand, name and fingerprint.
+"""The per-job half of manifest loading: check each job (:class:`JobBuilder`); the checked
+jobs are then expanded, named and fingerprinted by :mod:`.expansion`.
 
 Split from :mod:`batch_runner.manifest.loader` (which reads the file, the top level,
 ``defaults``, ``models``, ``matrix`` and the data files) because this is the hot path: it
 runs once per job, 100,000 times for a large batch, so it avoids per-job work that can be
-done once (key sets, compiled validators, path and file caches).
+done once (key sets, compiled validators, path and file caches). A job of a shape seen
+before whose values pass their checks at once takes :meth:`JobBuilder.fast_check` (with no
+matrix, it is built into its :class:`~.job.Job` there and then); anything else takes the
+full checks, which also word every message.
 
 A job's inputs come from layers, each overriding the one before: ``defaults``, the
 manifest's block for the job's model (``models: {M: {...}}``), the job's own keys, and the
@@ -13,13 +17,12 @@ once per model.
 
 from __future__ import annotations
 
-import itertools
-import os
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Any
 
+from .checked import Base, Partial, Where
+from .context import JOB_KEYS, MODEL_KEYS, JobContext, Layer
+from .expansion import Expansion
 from .job import (
     FileInput,
     FileRef,
@@ -29,137 +32,15 @@ from .job import (
     derive_job_id,
     fingerprint,
     id_problem,
-    matrix_job_id,
     normalise_value,
     quick_job,
 )
-from .schemacheck import Checker, kind, problem, show, suggest, unknown_key_message
+from .schemacheck import kind, problem, show, suggest, unknown_key_message
 from .shapes import Shape, ShapeContext, shape_for
-from .sources import ImageInfo, MediaInfo, RawJob, inspect_image, inspect_media
+from .sources import RawJob
 from .spec import FileSpec, ModelSpec, file_entries, is_url, wire_urls
 
-#: Most issues listed in one ManifestError; the rest are counted.
-MAX_ISSUES = 50
-#: Keys of a job that are not model inputs.
-JOB_KEYS = ("id", "image")
-#: Keys of a job that choose models, accepted everywhere but not listed as inputs.
-MODEL_KEYS = ("model", "models")
 _UNKNOWN = object()
-
-
-class Issues:
-    """Issues in file order then line order, capped when formatted; counts the rest."""
-
-    #: Issues kept for sorting; past this only the count grows (a million bad rows).
-    KEEP = 100_000
-
-    def __init__(self) -> None:
-        self.items: list[tuple[int, int, int, str, str]] = []
-        self.files: dict[str, int] = {}
-        self.count = 0
-        self.seen: set[tuple[str, int, str]] = set()
-
-    def add(self, file: str, line: int, message: str) -> None:
-        self.count += 1
-        if len(self.items) < self.KEEP:
-            rank = self.files.setdefault(file, len(self.files))
-            self.items.append((rank, line, self.count, file, message))
-
-    def once(self, file: str, line: int, message: str) -> None:
-        """Add an issue unless the same one was added already (one per model, not per job)."""
-        key = (file, line, message)
-        if key not in self.seen:
-            self.seen.add(key)
-            self.add(file, line, message)
-
-    def formatted(self) -> list[str]:
-        shown = [f"{file}:{line}: {msg}" for _r, line, _n, file, msg in sorted(self.items)]
-        shown = shown[:MAX_ISSUES]
-        more = self.count - len(shown)
-        return [*shown, f"... and {more:,} more"] if more > 0 else shown
-
-
-@dataclass(slots=True)
-class Axis:
-    """One matrix input: its name, line, and values as written and as the API's strings
-    (for ``model``: the model, and the short form its ids use)."""
-
-    name: str
-    line: int
-    values: list[tuple[Any, str]]
-
-
-class Files:
-    """Paths relative to the manifest's folder, and local file checks, each done once."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.paths: dict[str, Path] = {}
-        self.images: dict[Path, ImageInfo | str] = {}
-        self.media: dict[tuple[Path, str | None], MediaInfo | str] = {}
-
-    def resolve(self, name: str) -> Path:
-        """Absolute, ``~`` expanded; cached because 100,000 rows share few names."""
-        found = self.paths.get(name)
-        if found is None:
-            joined = self.folder / os.path.expanduser(name)
-            found = self.paths[name] = Path(os.path.abspath(joined))
-        return found
-
-    def image(self, path: Path) -> ImageInfo | str:
-        """The image's checks and hash (PixVerse's rules), or why it cannot be used."""
-        found = self.images.get(path)
-        if found is None:
-            found = self.images[path] = inspect_image(path)
-        return found
-
-    def file(self, path: Path, accepts: str | None) -> MediaInfo | str:
-        """A file input's file, checked (real media by content, size) and hashed."""
-        key = (path, accepts)
-        found = self.media.get(key)
-        if found is None:
-            found = self.media[key] = inspect_media(path, accepts)
-        return found
-
-    def check(self, spec: FileSpec, name: str) -> tuple[Path, str] | str:
-        """(path, sha256) of a local file for ``spec``, or why it cannot be used."""
-        path = self.resolve(name)
-        info = self.image(path) if spec.kind == "url" else self.file(path, spec.accepts)
-        return info if isinstance(info, str) else (path, info.sha256)
-
-
-@dataclass(slots=True)
-class Layer:
-    """Values one part of the manifest gives a job (``defaults``, a ``models`` block, the
-    job itself, the job's own block). ``where`` is the prefix of the messages about them, or
-    None when they were checked (and reported) where they were written."""
-
-    values: Mapping[str, Any]
-    line_of: Callable[[str], int]
-    file: str
-    where: str | None
-    prefix: str = ""
-
-
-@dataclass(slots=True)
-class JobContext:
-    """What every job of a manifest shares: models, defaults, blocks, matrix, caches, issues."""
-
-    specs: dict[str, ModelSpec]
-    default_model: str
-    issues: Issues
-    files: Files
-    job_checker: Checker
-    defaults: Layer | None = None
-    blocks: dict[str, Layer] = field(default_factory=dict)
-    axes: list[Axis] = field(default_factory=list)
-    model_axis: Axis | None = None
-    manifest_file: str = ""
-
-    @property
-    def spec(self) -> ModelSpec:
-        """The default model's spec (single-model manifests)."""
-        return self.specs[self.default_model]
 
 
 @dataclass(slots=True)
@@ -174,38 +55,6 @@ class _SpecPlan:
     others: frozenset[str]  # inputs of the manifest's other models that this one lacks
 
 
-@dataclass(slots=True)
-class _Partial:
-    """A base job checked on one model, before matrix expansion."""
-
-    spec: ModelSpec
-    label: str
-    merged_raw: dict[str, Any]  # kept only when the model's rules span several fields
-    inputs: dict[str, str]
-    image: Path | None
-    image_sha256: str | None
-    files: tuple[FileInput, ...]
-    tokens: dict[str, list[str]] | None  # None: no file input holds local files
-    counts: dict[str, int] | None  # files per file input; None: none
-    spec_key: str = ""  # the model as the manifest writes it
-
-
-@dataclass(slots=True)
-class _Base:
-    """A base job that passed its checks: its id and its version per model."""
-
-    raw: RawJob
-    label: str
-    base_id: str
-    #: the job on its one model, or by model for a job on several (a matrix over model)
-    parts: _Partial | dict[str, _Partial]
-
-    def part(self, model: str | None) -> _Partial | None:
-        if isinstance(self.parts, _Partial):
-            return self.parts if model is None or model == self.parts.spec_key else None
-        return self.parts.get(model) if model else next(iter(self.parts.values()))
-
-
 #: Values of an input looked at before deciding whether they repeat (see
 #: :meth:`JobBuilder.shared_value`).
 REPEAT_PROBE = 2048
@@ -213,26 +62,9 @@ REPEAT_PROBE = 2048
 _FIRST: dict[str, str] = {}
 
 
-@dataclass(slots=True)
-class _Where:
-    """Where a job the fast path kept was written (its id as written, for messages about
-    it; held for every job until the manifest is built, so no tuple around it)."""
-
-    id: str
-    file: str
-    line: int
-    id_line: int
-    ordinal: int
-
-    def line_of(self, key: str) -> int:
-        return self.id_line if key == "id" else self.line
-
-    def label(self, job_id: str) -> str:
-        return f"job {show(job_id)} (#{self.ordinal})"
-
-
 class JobBuilder:
-    """Checks jobs one by one (:meth:`check`), then expands them into :class:`Job`s."""
+    """Checks jobs one by one (:meth:`check`), then hands them to :class:`~.expansion.Expansion`
+    (:meth:`expand`)."""
 
     def __init__(self, ctx: JobContext) -> None:
         self.ctx = ctx
@@ -246,14 +78,14 @@ class JobBuilder:
         if ctx.model_axis is not None:
             self.axis_lines["model"] = ctx.model_axis.line
         #: by case-folded id: where each explicit id was first written
-        self.explicit_ids: dict[str, _Where | tuple[str, RawJob]] = {}
+        self.explicit_ids: dict[str, Where | tuple[str, RawJob]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
         self.file_reported: set[str] = set()
         self.plans: dict[str, _SpecPlan] = {}
         #: the jobs that passed, each as a base job, or as its Job when the fast path built
         #: it at once (no matrix)
-        self.bases: list[_Base | Job] = []
+        self.bases: list[Base | Job] = []
         self.ordinal = 0
         self.shapes: dict[tuple[tuple[str, ...], str], Shape | None] = {}
         #: every base job is one job (no matrix): the fast path builds it at once
@@ -294,7 +126,7 @@ class JobBuilder:
         self.misspelt.clear()
         label = self.check_structure(raw)
         models = self.models_of(raw)
-        parts: dict[str, _Partial] = {}
+        parts: dict[str, Partial] = {}
         for model in models:
             spec = self.ctx.specs[model]
             where = f"{label} on {model}" if len(models) > 1 else label
@@ -304,7 +136,7 @@ class JobBuilder:
         if self.ctx.issues.count == before and parts:
             base_id = self.base_id(raw, parts)
             only = next(iter(parts.values())) if len(parts) == 1 else None
-            self.bases.append(_Base(raw, label, base_id, only or parts))
+            self.bases.append(Base(raw, label, base_id, only or parts))
 
     def inputs_of(self, shape: Shape, data: dict[str, Any]) -> dict[str, str]:
         """A fast-path job's inputs: the shape's static ones, then its own, normalised,
@@ -362,7 +194,7 @@ class JobBuilder:
                 if not check(value) or (bounded and spec.bound_problem(key, value)):
                     return False
         inputs = self.inputs_of(shape, data)
-        where = _Where(job_id, raw.file, raw.line, raw.line_of("id"), self.ordinal)
+        where = Where(job_id, raw.file, raw.line, raw.line_of("id"), self.ordinal)
         self.explicit_ids[folded] = where
         if self.single:  # no matrix: the job itself, now (expand() makes one per base)
             definition = spec.definition
@@ -376,8 +208,8 @@ class JobBuilder:
             return True
         light = RawJob(None, raw.line, {"id": where.id_line}, raw.file, raw.rel)
         label = where.label(job_id)
-        part = _Partial(spec, label, merged, inputs, None, None, (), None, None, shape.model)
-        self.bases.append(_Base(light, label, job_id, part))
+        part = Partial(spec, label, merged, inputs, None, None, (), None, None, shape.model)
+        self.bases.append(Base(light, label, job_id, part))
         return True
 
     def shape_of(self, data: dict[str, Any]) -> Shape | None:
@@ -465,7 +297,7 @@ class JobBuilder:
 
     def check_on(
         self, raw: RawJob, label: str, where: str, spec: ModelSpec, model: str
-    ) -> _Partial | None:
+    ) -> Partial | None:
         """Check one job on one model; None when it has problems there (reported)."""
         layers = self.layers(raw, where, spec, model)
         plan = self.plans[model]
@@ -675,7 +507,7 @@ class JobBuilder:
         label: str,
         merged: dict[str, Any],
         files: list[tuple[FileSpec, list[FileRef]]],
-    ) -> _Partial:
+    ) -> Partial:
         """A valid job's inputs as the API's strings, under the names they are sent as."""
         file_keys = spec.files
         inputs = {k: spec.normalise(k, v) for k, v in merged.items() if k not in file_keys}
@@ -697,7 +529,7 @@ class JobBuilder:
                 image_sha256 = local[0].sha256
             else:
                 tokens[fs.send] = [r.token for r in refs]
-        return _Partial(
+        return Partial(
             spec=spec,
             label=label,
             merged_raw={} if spec.separable else merged,
@@ -710,7 +542,7 @@ class JobBuilder:
             spec_key=model,
         )
 
-    def base_id(self, raw: RawJob, parts: dict[str, _Partial]) -> str:
+    def base_id(self, raw: RawJob, parts: dict[str, Partial]) -> str:
         """The job's own id, else one derived from its own content (the same on every model
         it runs on); repeats get -2, -3, ..."""
         given = raw.data.get("id")
@@ -742,7 +574,7 @@ class JobBuilder:
         count = self.occurrences[own_hash] = self.occurrences.get(own_hash, 0) + 1
         return derive_job_id(own.get("prompt"), own_hash, count)
 
-    def image_sha(self, value: Any, part: _Partial) -> str | None:
+    def image_sha(self, value: Any, part: Partial) -> str | None:
         if part.image_sha256 is not None:
             return part.image_sha256
         if isinstance(value, str):
@@ -800,7 +632,7 @@ class JobBuilder:
     def check_duplicate_id(self, raw: RawJob, label: str, job_id: str) -> None:
         """Explicit ids must differ in more than letter case (they name files)."""
         first = self.explicit_ids.setdefault(job_id.casefold(), (job_id, raw))
-        first_id, first_raw = (first.id, first) if isinstance(first, _Where) else first
+        first_id, first_raw = (first.id, first) if isinstance(first, Where) else first
         if first_raw is raw:
             return
         where = f"{first_raw.file}:{first_raw.line_of('id')}"
@@ -810,136 +642,6 @@ class JobBuilder:
         message = f"{label}: duplicate id {show(job_id)}, already used at {where}{case}"
         self.issue(raw, raw.line_of("id"), message)
 
-    # -- expansion, ids, fingerprints ----------------------------------------------------------
-
-    def combinations(self) -> list[tuple[str | None, list[tuple[str, str]], dict[str, Any]]]:
-        """Every matrix combination: its model (None: the job's own), the (name, value)
-        pairs its id shows, and its raw input values by name."""
-        axes = list(self.ctx.axes)
-        model_axis = self.ctx.model_axis
-        if model_axis is not None:
-            axes.insert(self.model_position(), model_axis)
-        result = []
-        for combo in itertools.product(*(axis.values for axis in axes)):
-            model = None
-            pairs: list[tuple[str, str]] = []
-            raw_values: dict[str, Any] = {}
-            for axis, (raw, norm) in zip(axes, combo, strict=True):
-                if axis is model_axis:
-                    model = raw
-                else:
-                    raw_values[axis.name] = raw
-                pairs.append((axis.name, norm))
-            result.append((model, pairs, raw_values))
-        return result
-
-    def model_position(self) -> int:
-        """Where the model axis sits among the others (the matrix's own order)."""
-        model_line = self.ctx.model_axis.line if self.ctx.model_axis else 0
-        return sum(1 for axis in self.ctx.axes if axis.line < model_line)
-
     def expand(self) -> list[Job]:
         """Every valid base job times every matrix combination, with ids and fingerprints."""
-        if all(type(base) is Job for base in self.bases):
-            # All built by fast_check, which leaves a job whose id was seen (letter case
-            # aside) to the full path: nothing to expand, and the ids are unique.
-            return cast(list[Job], self.bases)
-        combos = self.combinations()
-        jobs: list[Job] = []
-        owners: list[int] = []
-        for number, base in enumerate(self.bases):
-            if isinstance(base, Job):
-                jobs.append(base)
-                owners.append(number)
-                continue
-            source = f"{base.raw.rel}:{base.raw.line}"
-            for model, pairs, raw_values in combos:
-                part = base.part(model)
-                if part is None:
-                    continue
-                jobs.append(self.job(part, base, pairs, raw_values, len(jobs), source))
-                owners.append(number)
-        self.check_unique_ids(jobs, owners)
-        return jobs
-
-    def job(
-        self,
-        part: _Partial,
-        base: _Base,
-        pairs: list[tuple[str, str]],
-        raw_values: dict[str, Any],
-        index: int,
-        source: str,
-    ) -> Job:
-        spec = part.spec
-        inputs, counts = part.inputs, part.counts or {}
-        if raw_values:
-            if not spec.separable:
-                self.check_combination(part, base.raw, raw_values)
-            inputs = dict(inputs)
-            counts = dict(counts)
-            for name, value in raw_values.items():
-                fs = spec.files.get(name)
-                if fs is None:
-                    inputs[name] = spec.normalise(name, value)
-                else:
-                    entries, _why = file_entries(fs, name, value)
-                    inputs[fs.send] = wire_urls(fs, entries)
-                    counts[fs.name] = len(entries)
-        job_id = matrix_job_id(base.base_id, pairs) if pairs else base.base_id
-        group = job_id
-        if self.ctx.model_axis is not None:
-            rest = [(name, value) for name, value in pairs if name != "model"]
-            group = matrix_job_id(base.base_id, rest) if rest else base.base_id
-        definition = spec.definition
-        estimate = definition.prices.estimate(inputs, counts).usd if definition else None
-        return Job(
-            id=job_id,
-            index=index,
-            inputs=inputs,
-            image=part.image,
-            fingerprint=fingerprint(spec.name, inputs, part.image_sha256, part.tokens),
-            source=source,
-            model=spec.name,
-            files=part.files,
-            estimate=estimate,
-            group=group,
-        )
-
-    def check_combination(self, part: _Partial, raw: RawJob, raw_values: dict[str, Any]) -> None:
-        """Cross-field rules of a non-separable model schema, per matrix combination."""
-        for name, message in part.spec.input_problems({**part.merged_raw, **raw_values}):
-            if name is None:
-                text = f"{part.label} with {raw_values}: {message}"
-                self.issue(raw, raw.line, text)
-
-    def check_unique_ids(self, jobs: list[Job], owners: list[int]) -> None:
-        """Generated ids must not meet another job's id, letter case aside."""
-        seen: dict[str, int] = {}
-        reported: set[tuple[int, int]] = set()
-        for position, job in enumerate(jobs):
-            first = seen.setdefault(job.id.casefold(), position)
-            pair = (owners[first], owners[position])
-            if first == position or pair in reported:
-                continue
-            reported.add(pair)
-            file, line, label = self.origin(owners[position])
-            other_file, other_line, _label = self.origin(owners[first])
-            case = ""
-            if jobs[first].id != job.id:
-                case = " (ids that differ only in letter case name the same file)"
-            self.ctx.issues.add(
-                file,
-                line,
-                f"{label}: id {show(job.id)} is already used by the job at "
-                f"{other_file}:{other_line}{case}",
-            )
-
-    def origin(self, number: int) -> tuple[str, int, str]:
-        """The file, id line and label of base job ``number``."""
-        base = self.bases[number]
-        if isinstance(base, Job):
-            where = self.explicit_ids[base.id.casefold()]
-            assert isinstance(where, _Where)
-            return where.file, where.line_of("id"), where.label(base.id)
-        return base.raw.file, base.raw.line_of("id"), base.label
+        return Expansion(self.ctx, self.bases, self.explicit_ids).jobs()

@@ -24,17 +24,8 @@ from .._resources import schemas_dir
 from ..errors import ManifestError
 from ..models.definition import ModelDefinition, model_problem
 from ..models.resolver import Resolver
-from .builder import (
-    JOB_KEYS,
-    MAX_ISSUES,
-    MODEL_KEYS,
-    Axis,
-    Files,
-    Issues,
-    JobBuilder,
-    JobContext,
-    Layer,
-)
+from .builder import JobBuilder
+from .context import JOB_KEYS, MAX_ISSUES, MODEL_KEYS, Axis, Files, Issues, JobContext, Layer
 from .job import DEFAULT_MODEL, Job, normalise_value
 from .schemacheck import (
     Checker,
