@@ -2,7 +2,7 @@
 inputs (in order), estimates and messages as the full path, on generated manifests.
 
 Both fast paths are switched off in turn: the YAML block reader (``yamlfast``) and the
-builder's per-shape checks (``JobBuilder.fast_check``).
+builder's per-shape checks (``FastPath.check``, :mod:`batch_runner.manifest.fastpath`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 import batch_runner.manifest.yamlfast as yamlfast
 from batch_runner.errors import ManifestError
-from batch_runner.manifest.builder import JobBuilder
+from batch_runner.manifest.fastpath import FastPath
 from batch_runner.manifest.loader import load_manifest
 from batch_runner.models.definition import definition_from_tool
 from batch_runner.models.resolver import Resolver
@@ -34,14 +34,14 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
 @contextmanager
 def full_path() -> Iterator[None]:
     """Both fast paths off."""
-    block, fast = yamlfast.parse_block, JobBuilder.fast_check
+    block, fast = yamlfast.parse_block, FastPath.check
     yamlfast.parse_block = lambda _text: None  # type: ignore[assignment]
-    JobBuilder.fast_check = lambda _self, _raw, _data: False  # type: ignore[method-assign]
+    FastPath.check = lambda _self, _raw, _data: False  # type: ignore[method-assign]
     try:
         yield
     finally:
         yamlfast.parse_block = block  # type: ignore[assignment]
-        JobBuilder.fast_check = fast  # type: ignore[method-assign]
+        FastPath.check = fast  # type: ignore[method-assign]
 
 
 def outcome(path: Path) -> Any:
@@ -211,14 +211,14 @@ def test_a_value_many_jobs_repeat_is_held_once_and_distinct_ones_stop_being_look
     assert jobs[3].inputs["inputImageUrl"] == "https://cdn.example.com/images/3.jpg"
     assert len({job.inputs["prompt"] for job in jobs}) == count
     builder_tables: list[dict[str, Any]] = []
-    original = JobBuilder.shared_value
+    original = FastPath.shared_value
 
-    def spy(self: JobBuilder, key: str, value: str, seen: dict[str, str]) -> str:
+    def spy(self: FastPath, key: str, value: str, seen: dict[str, str]) -> str:
         builder_tables.append(self.repeats)
         return original(self, key, value, seen)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(JobBuilder, "shared_value", spy)
+        patch.setattr(FastPath, "shared_value", spy)
         load_manifest(path)
     repeats = builder_tables[-1]
     assert repeats["prompt"] is None and len(repeats["inputImageUrl"]) == 7

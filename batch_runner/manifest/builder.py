@@ -5,7 +5,7 @@ Split from :mod:`batch_runner.manifest.loader` (which reads the file, the top le
 ``defaults``, ``models``, ``matrix`` and the data files) because this is the hot path: it
 runs once per job, 100,000 times for a large batch, so it avoids per-job work that can be
 done once (key sets, compiled validators, path and file caches). A job of a shape seen
-before whose values pass their checks at once takes :meth:`JobBuilder.fast_check` (with no
+before whose values pass their checks at once takes :mod:`.fastpath` (with no
 matrix, it is built into its :class:`~.job.Job` there and then); anything else takes the
 full checks, which also word every message.
 
@@ -23,6 +23,7 @@ from typing import Any
 from .checked import Base, Partial, Where
 from .context import JOB_KEYS, MODEL_KEYS, JobContext, Layer
 from .expansion import Expansion
+from .fastpath import FastPath
 from .job import (
     FileInput,
     FileRef,
@@ -30,17 +31,12 @@ from .job import (
     canonical_json,
     content_hash,
     derive_job_id,
-    fingerprint,
     id_problem,
     normalise_value,
-    quick_job,
 )
 from .schemacheck import kind, problem, show, suggest, unknown_key_message
-from .shapes import Shape, ShapeContext, shape_for
 from .sources import RawJob
 from .spec import FileSpec, ModelSpec, file_entries, is_url, wire_urls
-
-_UNKNOWN = object()
 
 
 @dataclass(slots=True)
@@ -53,13 +49,6 @@ class _SpecPlan:
     trigger: frozenset[str]  # every key that sets some file input
     required: list[tuple[str, tuple[str, ...]]]  # required input and the keys that set it
     others: frozenset[str]  # inputs of the manifest's other models that this one lacks
-
-
-#: Values of an input looked at before deciding whether they repeat (see
-#: :meth:`JobBuilder.shared_value`).
-REPEAT_PROBE = 2048
-#: Not looked at yet.
-_FIRST: dict[str, str] = {}
 
 
 class JobBuilder:
@@ -87,15 +76,9 @@ class JobBuilder:
         #: it at once (no matrix)
         self.bases: list[Base | Job] = []
         self.ordinal = 0
-        self.shapes: dict[tuple[tuple[str, ...], str], Shape | None] = {}
         #: every base job is one job (no matrix): the fast path builds it at once
         self.single = not ctx.axes and ctx.model_axis is None
-        #: normalised values shared between jobs ("5" for every ``duration: 5``)
-        self.short: dict[str, str] = {}
-        self.prices: dict[float, float] = {}
-        #: by input: its values seen so far, for one string per repeated value (an image URL
-        #: shared by many jobs); None once the input's values turn out mostly distinct
-        self.repeats: dict[str, dict[str, str] | None] = {}
+        self.fast = FastPath(self)
 
     def issue(self, raw: RawJob, line: int, message: str) -> None:
         self.ctx.issues.add(raw.file, line, message)
@@ -121,7 +104,7 @@ class JobBuilder:
             message = f"a job must be a mapping of input names to values, got {kind(data)}"
             self.issue(raw, raw.line, f"job #{self.ordinal}: {message}")
             return
-        if self.fast_check(raw, data):
+        if self.fast.check(raw, data):
             return
         self.misspelt.clear()
         label = self.check_structure(raw)
@@ -137,110 +120,6 @@ class JobBuilder:
             base_id = self.base_id(raw, parts)
             only = next(iter(parts.values())) if len(parts) == 1 else None
             self.bases.append(Base(raw, label, base_id, only or parts))
-
-    def inputs_of(self, shape: Shape, data: dict[str, Any]) -> dict[str, str]:
-        """A fast-path job's inputs: the shape's static ones, then its own, normalised,
-        short and repeated values shared between jobs."""
-        inputs = dict(shape.static_inputs)
-        short, repeats, spec = self.short, self.repeats, shape.spec
-        for key in shape.own:
-            value = data[key]
-            if type(value) is not str:
-                value = spec.normalise(key, value)
-                value = short.setdefault(value, value) if len(value) <= 16 else value
-            elif (seen := repeats.get(key, _FIRST)) is not None:
-                value = self.shared_value(key, value, seen)
-            inputs[key] = value
-        return inputs
-
-    def shared_value(self, key: str, value: str, seen: dict[str, str]) -> str:
-        """``value``, or the equal string an earlier job of this input holds. An input
-        whose first :data:`REPEAT_PROBE` values are mostly distinct (prompts) is not
-        looked up again (their table goes)."""
-        if seen is _FIRST:
-            seen = self.repeats[key] = {}
-        shared = seen.setdefault(value, value)
-        if len(seen) >= REPEAT_PROBE and len(seen) * 4 > self.ordinal * 3:
-            self.repeats[key] = None
-        return shared
-
-    def fast_check(self, raw: RawJob, data: dict[str, Any]) -> bool:
-        """Keep a job of a known shape whose own values pass their checks exactly as the
-        full path would keep it (see :mod:`.shapes`), holding none of its YAML; False: the
-        full path checks it (and reports what is wrong)."""
-        shape = self.shape_of(data)
-        if shape is None:
-            return False
-        job_id = data["id"]
-        if type(job_id) is not str or id_problem(job_id) is not None:
-            return False
-        for key, check in shape.structure:
-            if not check(data[key]):
-                return False
-        folded = job_id.casefold()
-        if folded == job_id:
-            folded = job_id  # one string, not two, for a lower-case id
-        if folded in self.explicit_ids:
-            return False
-        spec = shape.spec
-        merged: dict[str, Any] = {}
-        if shape.checks is None:
-            merged = {**shape.static_raw, **{key: data[key] for key in shape.own}}
-            if spec.input_problems(merged):
-                return False
-        else:
-            for key, check, bounded in shape.checks:
-                value = data[key]
-                if not check(value) or (bounded and spec.bound_problem(key, value)):
-                    return False
-        inputs = self.inputs_of(shape, data)
-        where = Where(job_id, raw.file, raw.line, raw.line_of("id"), self.ordinal)
-        self.explicit_ids[folded] = where
-        if self.single:  # no matrix: the job itself, now (expand() makes one per base)
-            definition = spec.definition
-            estimate = definition.prices.estimate(inputs).usd if definition else None
-            if estimate is not None:  # one float per price, not per job
-                estimate = self.prices.setdefault(estimate, estimate)
-            source = f"{raw.rel}:{raw.line}"
-            fp = fingerprint(spec.name, inputs, None)
-            self.bases.append(quick_job(job_id, len(self.bases), inputs, fp, source,
-                                        spec.name, estimate))  # fmt: skip
-            return True
-        light = RawJob(None, raw.line, {"id": where.id_line}, raw.file, raw.rel)
-        label = where.label(job_id)
-        part = Partial(spec, label, merged, inputs, None, None, (), None, None, shape.model)
-        self.bases.append(Base(light, label, job_id, part))
-        return True
-
-    def shape_of(self, data: dict[str, Any]) -> Shape | None:
-        """The shared checks of jobs with ``data``'s keys on its model (cached)."""
-        model = data.get("model", self.ctx.default_model)
-        if type(model) is not str:
-            return None
-        key = (tuple(data), model)
-        found = self.shapes.get(key, _UNKNOWN)
-        if found is not _UNKNOWN:
-            return found  # type: ignore[return-value]
-        shape = None
-        spec = self.ctx.specs.get(model)
-        if spec is not None and self.ctx.model_axis is None:
-            plan = self.plan_for(spec, model)
-            static = {k: v for layer in plan.static for k, v in layer.values.items()}
-            facts = ShapeContext(
-                known=self.known,
-                axis_keys=frozenset(self.axis_lines),
-                static=static,
-                taken=plan.taken,
-                others=plan.others,
-                files=plan.files,
-                required=plan.required,
-                job_schema=self.ctx.job_checker.root["$defs"]["job"],
-                root_schema=self.ctx.job_checker.root,
-            )
-            shape = shape_for(key[0], spec, model, facts)
-        if len(self.shapes) < 4096:
-            self.shapes[key] = shape
-        return shape
 
     def plan_for(self, spec: ModelSpec, model: str) -> _SpecPlan:
         """The per-model facts every job on ``model`` needs (computed on first use)."""

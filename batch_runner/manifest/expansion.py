@@ -59,7 +59,7 @@ class Expansion:
     def jobs(self) -> list[Job]:
         """Every valid base job times every matrix combination, with ids and fingerprints."""
         if all(type(base) is Job for base in self.bases):
-            # All built by fast_check, which leaves a job whose id was seen (letter case
+            # All built by the fast path, which leaves a job whose id was seen (letter case
             # aside) to the full path: nothing to expand, and the ids are unique.
             return cast(list[Job], self.bases)
         combos = self.combinations()
