@@ -17,13 +17,13 @@ once per model.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from .checked import Base, Partial, Where
-from .context import JOB_KEYS, MODEL_KEYS, JobContext, Layer
+from .context import JOB_KEYS, MODEL_KEYS, JobContext, Layer, SpecPlan
 from .expansion import Expansion
 from .fastpath import FastPath
+from .filechecks import FileChecks
 from .job import (
     FileInput,
     FileRef,
@@ -36,19 +36,7 @@ from .job import (
 )
 from .schemacheck import kind, problem, show, suggest, unknown_key_message
 from .sources import RawJob
-from .spec import FileSpec, ModelSpec, file_entries, is_url, wire_urls
-
-
-@dataclass(slots=True)
-class _SpecPlan:
-    """What every job on one model shares, worked out once (the hot path runs per job)."""
-
-    taken: frozenset[str]
-    static: list[Layer]  # defaults and the model's block, filtered to its inputs
-    files: list[tuple[str, FileSpec, tuple[str, ...]]]  # file input, its spec, its keys
-    trigger: frozenset[str]  # every key that sets some file input
-    required: list[tuple[str, tuple[str, ...]]]  # required input and the keys that set it
-    others: frozenset[str]  # inputs of the manifest's other models that this one lacks
+from .spec import FileSpec, ModelSpec, wire_urls
 
 
 class JobBuilder:
@@ -70,14 +58,14 @@ class JobBuilder:
         self.explicit_ids: dict[str, Where | tuple[str, RawJob]] = {}
         self.occurrences: dict[str, int] = {}
         self.misspelt: set[str] = set()
-        self.file_reported: set[str] = set()
-        self.plans: dict[str, _SpecPlan] = {}
+        self.plans: dict[str, SpecPlan] = {}
         #: the jobs that passed, each as a base job, or as its Job when the fast path built
         #: it at once (no matrix)
         self.bases: list[Base | Job] = []
         self.ordinal = 0
         #: every base job is one job (no matrix): the fast path builds it at once
         self.single = not ctx.axes and ctx.model_axis is None
+        self.file_checks = FileChecks(ctx, self.axis_lines)
         self.fast = FastPath(self)
 
     def issue(self, raw: RawJob, line: int, message: str) -> None:
@@ -121,7 +109,7 @@ class JobBuilder:
             only = next(iter(parts.values())) if len(parts) == 1 else None
             self.bases.append(Base(raw, label, base_id, only or parts))
 
-    def plan_for(self, spec: ModelSpec, model: str) -> _SpecPlan:
+    def plan_for(self, spec: ModelSpec, model: str) -> SpecPlan:
         """The per-model facts every job on ``model`` needs (computed on first use)."""
         found = self.plans.get(model)
         if found is not None:
@@ -147,7 +135,7 @@ class JobBuilder:
                 keys = (*keys, "image")
             files.append((name, fs, keys))
         required = [(name, (name, *spec.file_keys(name))) for name in spec.required]
-        found = self.plans[model] = _SpecPlan(
+        found = self.plans[model] = SpecPlan(
             taken=taken,
             static=static,
             files=files,
@@ -194,11 +182,11 @@ class JobBuilder:
             for key, value in layer.values.items():
                 merged[key], origin[key], rank[key] = value, layer, number
         before = self.ctx.issues.count
-        files, attempted = self.resolve_files(raw, plan, merged, origin, rank)
+        files, attempted = self.file_checks.resolve(raw, plan, merged, origin, rank)
         merged.pop("image", None)
         for name, message in spec.input_problems(merged):
             found = origin.get(name or "")
-            if name in self.file_reported:
+            if name in self.file_checks.reported:
                 continue  # said more precisely by the file checks
             if name is None:
                 self.issue(raw, raw.line, f"{where}: {message}")
@@ -255,100 +243,14 @@ class JobBuilder:
                     f"run on (it runs on {used})",
                 )
 
-    # -- files -----------------------------------------------------------------------------
-
-    def resolve_files(
-        self,
-        raw: RawJob,
-        plan: _SpecPlan,
-        merged: dict[str, Any],
-        origin: dict[str, Layer],
-        rank: dict[str, int],
-    ) -> tuple[list[tuple[FileSpec, list[FileRef]]] | None, set[str]]:
-        """Each file input the job sets (with ``image``), as files in order (None when a
-        problem was reported), and the names of the file inputs it tried to set. Keys of
-        lower layers that a higher one overrides are dropped from ``merged``."""
-        found: list[tuple[FileSpec, list[FileRef]]] = []
-        attempted: set[str] = set()
-        if self.file_reported:
-            self.file_reported.clear()
-        if plan.trigger.isdisjoint(merged):
-            return found, attempted
-        ok = True
-        for name, fs, candidates in plan.files:
-            keys = [k for k in candidates if k in merged]
-            if not keys:
-                continue
-            attempted.add(name)
-            top = max(keys, key=lambda k: rank[k])
-            same = [k for k in keys if rank[k] == rank[top]]
-            for key in keys:
-                if key not in same:
-                    merged.pop(key, None)  # overridden by a later layer
-            layer = origin[top]
-            if len(same) > 1:
-                ok = False
-                if layer.where is not None:
-                    keys_text = "' or '".join(sorted(same, key=lambda k: k != "image"))
-                    self.issue(raw, layer.line_of(same[-1]),
-                               f"{layer.where}: set either '{keys_text}', not both")  # fmt: skip
-                continue
-            if top in self.axis_lines and top != "image":
-                continue  # the matrix sets it (conflicts were reported)
-            if fs.kind == "url" and top != "image":
-                continue  # a plain URL input set by its own name
-            refs = self.refs_for(raw, fs, top, merged[top], layer)
-            if refs is None:
-                ok = False
-                continue
-            found.append((fs, refs))
-        return (found if ok else None), attempted
-
-    def refs_for(
-        self, raw: RawJob, fs: FileSpec, key: str, value: Any, layer: Layer
-    ) -> list[FileRef] | None:
-        """The files ``value`` names, each checked; None when one is refused (reported)."""
-        shown = f"{layer.prefix}{key}"
-        where = layer.where
-        if key == "image":
-            if not isinstance(value, str) or not value:
-                return None  # the job schema (or the loader) reported it
-            if key in self.axis_lines or fs.name in self.axis_lines or fs.send in self.axis_lines:
-                if where is not None:
-                    text = f"{where}: 'image' conflicts with the matrix over '{fs.send}'"
-                    self.issue(raw, layer.line_of(key), text)
-                return None
-            entries: list[str] = [value]
-        else:
-            entries, why = file_entries(fs, key, value)
-            if why is not None:
-                self.file_reported.add(key)
-                if where is not None:
-                    self.issue(raw, layer.line_of(key), f"{where} field '{shown}': {why}")
-                return None
-        refs: list[FileRef] = []
-        for entry in entries:
-            if is_url(entry) and key != "image":
-                refs.append(FileRef(url=entry))
-                continue
-            checked = self.ctx.files.check(fs, entry)
-            if isinstance(checked, str):
-                if where is not None:
-                    self.issue(raw, layer.line_of(key), f"{where} field '{shown}': {checked}")
-                else:  # defaults or a models block: said once, where it was written
-                    what = layer.prefix.rstrip(".") or "defaults"
-                    text = f"{what} field '{key}': {checked}"
-                    self.ctx.issues.once(layer.file, layer.line_of(key), text)
-                return None
-            refs.append(FileRef(path=checked[0], sha256=checked[1]))
-        return refs
+    # -- required inputs -----------------------------------------------------------------
 
     def check_required(
         self,
         raw: RawJob,
         where: str,
         spec: ModelSpec,
-        plan: _SpecPlan,
+        plan: SpecPlan,
         merged: dict[str, Any],
         attempted: set[str],
     ) -> None:

@@ -136,3 +136,15 @@ class JobContext:
     def spec(self) -> ModelSpec:
         """The default model's spec (single-model manifests)."""
         return self.specs[self.default_model]
+
+
+@dataclass(slots=True)
+class SpecPlan:
+    """What every job on one model shares, worked out once (the hot path runs per job)."""
+
+    taken: frozenset[str]
+    static: list[Layer]  # defaults and the model's block, filtered to its inputs
+    files: list[tuple[str, FileSpec, tuple[str, ...]]]  # file input, its spec, its keys
+    trigger: frozenset[str]  # every key that sets some file input
+    required: list[tuple[str, tuple[str, ...]]]  # required input and the keys that set it
+    others: frozenset[str]  # inputs of the manifest's other models that this one lacks
