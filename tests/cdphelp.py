@@ -30,6 +30,10 @@ def need_chromium() -> None:
         pytest.skip(f"{CHROMIUM} is not installed (Debian package 'chromium')")
 
 
+#: What Chromium says when asked to evaluate in a page that is navigating.
+_BETWEEN_DOCUMENTS = ("navigated or closed", "Cannot find context")
+
+
 class DevTools:
     """A minimal Chrome DevTools Protocol client over aiohttp's WebSocket."""
 
@@ -66,12 +70,23 @@ class DevTools:
         return result["result"].get("value")
 
     async def wait_for(self, expression: str, timeout: float = 10) -> Any:
+        """Until ``expression`` is truthy in the page. A page that reloads itself (the live
+        gallery) may be between documents when asked: Chromium then answers "Inspected
+        target navigated or closed" or "Cannot find context", and the question is asked
+        again in the next document."""
         deadline = time.monotonic() + timeout
-        while not (value := await self.js(expression)):
+        while True:
+            try:
+                value = await self.js(expression)
+            except RuntimeError as exc:
+                if not any(text in str(exc) for text in _BETWEEN_DOCUMENTS):
+                    raise
+                value = None
+            if value:
+                return value
             if time.monotonic() > deadline:
                 raise AssertionError(f"timed out waiting for {expression}")
             await asyncio.sleep(0.1)
-        return value
 
     async def open(self, url: str, timeout: float = 15) -> float:
         """Navigate to ``url`` and wait until it has loaded; returns the seconds it took."""
