@@ -323,6 +323,10 @@ def test_rows_are_the_texts_lines_whatever_the_piece(text: str, piece: int) -> N
         (b'output_dir: "cut\n', None),
         (b"output_dir: \xff\n", None),
         (b"model: m\n", None),
+        (b"jobs: []\noutput_dir: last", "last"),  # no newline at the end
+        (b"output_dir:glued\n", None),  # one plain scalar, not a key and its value
+        (b"output_dirs: a\n", None),
+        (b"x: 1\noutput_dir: b\r\n", None),
     ],
 )
 def test_a_top_level_text_is_found_by_its_line(text: bytes, found: str | None) -> None:
