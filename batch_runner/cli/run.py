@@ -257,8 +257,9 @@ async def _main(args: argparse.Namespace) -> int:
     from ..engine.api import load_for_run, prepare, started_sandbox
 
     on_note = functools.partial(note, json_lines=args.log_format == "json")
-    key = _seal_key(args)
-    if key is not None and (code := await _sealed(args, key)) is not None:
+    lookup = _seal_lookup(args)
+    key = lookup[0] if lookup is not None else None
+    if lookup is not None and (code := await _sealed(args, *lookup)) is not None:
         return code
     async with started_sandbox(args.sandbox) as sb:
         manifest = await load_for_run(
@@ -275,13 +276,13 @@ async def _main(args: argparse.Namespace) -> int:
         return await _run(args, target, sb, basis=basis)
 
 
-def _seal_key(args: argparse.Namespace) -> str | None:
+def _seal_lookup(args: argparse.Namespace) -> tuple[str, Path] | None:
     """The key a sealed folder must hold for this command to skip the manifest and the
-    ledger (see :mod:`batch_runner.engine.seal`); None when this run never takes that path:
-    a dry run, ``--verify full``, a shard."""
+    ledger, and the folder to look in (see :mod:`batch_runner.engine.seal`); None when this
+    run never takes that path: a dry run, ``--verify full``, a shard."""
     import os
 
-    from ..engine.seal import manifest_key
+    from ..engine.seal import seal_lookup
     from ..ledger.shard import shard_from_env
 
     if args.dry_run or args.verify == "full" or args.shard is not None:
@@ -294,12 +295,12 @@ def _seal_key(args: argparse.Namespace) -> str | None:
     service = "sandbox" if args.sandbox else (
         args.api_base or os.environ.get("WIRO_API_BASE") or "default"
     )  # fmt: skip
-    return manifest_key(
+    return seal_lookup(
         Path(args.manifest),
         service=service,
         publish=args.publish,
         public_url=args.publish_public_url,
-        out_given=args.out is not None,
+        out=Path(args.out) if args.out is not None else None,
     )
 
 
@@ -315,17 +316,16 @@ def _basis(key: str, target: Target, sandbox: object, args: argparse.Namespace) 
     return basis_for(key, target.manifest, places)
 
 
-async def _sealed(args: argparse.Namespace, key: str) -> int | None:
-    """A re-run of a sealed folder with nothing to do: the summary, metrics and
-    notifications as for any run, without loading the manifest or the ledger."""
+async def _sealed(args: argparse.Namespace, key: str, out_dir: Path) -> int | None:
+    """A re-run of the sealed folder ``out_dir`` with nothing to do: the summary, metrics
+    and notifications as for any run, without loading the manifest or the ledger."""
     import asyncio
     import os
 
-    from ..engine.seal import output_dir, sealed_rerun, started_event
+    from ..engine.seal import sealed_rerun, started_event
     from ..report.operate import RunWatch
 
     options_from_args(args)  # bad flags are refused as on the full path
-    out_dir = Path(args.out) if args.out else output_dir(Path(args.manifest))
     found = await asyncio.to_thread(sealed_rerun, out_dir, key, publish=args.publish)
     if found is None:
         return None

@@ -57,50 +57,46 @@ VERSION = 1
 SLACK = 2.0
 
 
-def manifest_key(
+def seal_lookup(
     manifest_path: Path,
     *,
     service: str,
     publish: str | None,
     public_url: str | None,
-    out_given: bool,
-) -> str | None:
-    """What the seal's ``key`` must equal for a run of ``manifest_path`` against
-    ``service`` publishing to ``publish`` (None when the manifest is unreadable: the full
-    path reports that). The definitions cache folder counts too: another one may hold
-    another definition. ``out_given``: whether ``--out`` named the folder; a run without it
-    takes only a seal made by a run that let the manifest choose (see :func:`output_dir`)."""
+    out: Path | None,
+) -> tuple[str, Path] | None:
+    """The key a sealed folder must hold for a run of ``manifest_path`` against ``service``
+    publishing to ``publish``, and the folder to look in, from one read of the manifest
+    (None when it is unreadable: the full path reports that).
+
+    The key hashes the manifest's bytes with its path, the batch-runner version, the
+    publishing target, the service, the definitions cache folder (another one may hold
+    another definition) and whether ``--out`` chose the folder. The folder is ``out``, else
+    where a run without it writes: the manifest's ``output_dir`` line, else
+    ``outputs/<name>``. That is only a guess when the manifest sets ``output_dir`` in some
+    other way (a merge key, a line inside a multi-line scalar), and safe anyway: the folder
+    is only taken if its seal was made by a run of these very bytes without ``--out`` (the
+    key says so), and such a run wrote into the folder the full reading chose, which it would
+    choose again."""
+    from ..manifest.yamlfast import top_level_text
+    from .options import default_output_dir
+
     try:
         data = Path(manifest_path).read_bytes()
     except OSError:
         return None
     digest = hashlib.sha256(data)
     parts = (os.path.abspath(manifest_path), __version__, publish or "", public_url or "",
-             service, str(cache_root()), "--out" if out_given else "output_dir")  # fmt: skip
+             service, str(cache_root()), "--out" if out is not None else "output_dir")  # fmt: skip
     for part in parts:
         digest.update(b"\0" + part.encode("utf-8", "surrogatepass"))
-    return digest.hexdigest()
-
-
-def output_dir(manifest_path: Path) -> Path:
-    """Where a run of ``manifest_path`` without ``--out`` writes, told without reading the
-    manifest in full: its ``output_dir`` line, else ``outputs/<name>``.
-
-    Only a guess when the manifest sets ``output_dir`` in some other way (a merge key, a
-    line inside a multi-line scalar); it is safe anyway: the folder found is only taken if
-    its seal was made by a run of these very bytes without ``--out`` (the key says so), and
-    such a run wrote into the folder the full reading chose, which it would choose again."""
-    from ..manifest.yamlfast import top_level_text
-    from .options import default_output_dir
-
-    try:
-        with open(manifest_path, "rb") as handle:
-            declared = top_level_text(handle.read(), "output_dir")
-    except OSError:
-        declared = None
+    if out is not None:
+        return digest.hexdigest(), out
+    declared = top_level_text(data, "output_dir")
     if declared is None:
-        return default_output_dir(manifest_path)
-    return Path(os.path.abspath(Path(manifest_path).parent / os.path.expanduser(declared)))
+        return digest.hexdigest(), default_output_dir(manifest_path)
+    folder = Path(os.path.abspath(Path(manifest_path).parent / os.path.expanduser(declared)))
+    return digest.hexdigest(), folder
 
 
 def _identity(path: Path | str) -> list[int] | None:
