@@ -277,12 +277,6 @@ def _pieces(text: str, piece: int = 1 << 18) -> Iterator[str]:
         start = end + 1
 
 
-def _lines(text: str, piece: int = 1 << 18) -> Iterator[str]:
-    """``text.split("\n")``, a piece at a time."""
-    for part in _pieces(text, piece):
-        yield from part.split("\n")
-
-
 #: One line of the text, as (indent, "- " or "", key, value, other): the first four when the
 #: line is ``key: value`` or ``- key: value`` (the value as written, up to the end of the
 #: line), else ``other`` is the whole line (empty for an empty line). ``findall`` matches
