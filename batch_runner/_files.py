@@ -13,7 +13,6 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 #: Mode of files that may hold task tokens or other secrets.
 PRIVATE_MODE = 0o600
@@ -48,37 +47,47 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-class DirSync:
-    """fsync directories with group commit: one fsync covers every rename into the folder
-    that finished before it began, so concurrent downloads share it (as the ledger's
-    writes share one journal fsync). Thread-safe; call :meth:`after_rename` from the thread
-    that renamed, once the rename has returned."""
+class PendingRenames:
+    """Folders holding renames that are not durable yet, made durable together by :meth:`sync`.
+
+    A rename survives a crash once its folder is fsync'd. Whoever renames notes the folder
+    here; whoever is about to write a record naming the file calls :meth:`sync` first (the
+    ledger does, before every journal write and snapshot). Concurrent renames then share
+    one fsync per folder, and the renaming side needs no thread hop of its own for it: on a
+    saturated event loop each hop is a round of GIL handoffs. Thread-safe.
+    """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        #: per folder: [renames asked about, renames covered by an fsync, callers inside, gate]
-        self._folders: dict[Path, list[Any]] = {}
+        self._lock = threading.Lock()  # the set
+        self._gate = threading.Lock()  # one sync at a time
+        self._folders: set[Path] = set()
 
-    def after_rename(self, directory: Path) -> None:
+    def note(self, *folders: Path) -> None:
+        """Remember ``folders`` as holding a rename that :meth:`sync` must make durable."""
         with self._lock:
-            entry = self._folders.setdefault(directory, [0, 0, 0, threading.Lock()])
-            entry[0] += 1
-            entry[2] += 1
-            mine = entry[0]
-        try:
-            with entry[3]:
-                with self._lock:
-                    if entry[1] >= mine:
-                        return  # an fsync that began after our rename has covered it
-                    upto = entry[0]
-                fsync_dir(directory)
-                with self._lock:
-                    entry[1] = max(entry[1], upto)
-        finally:
+            self._folders.update(folders)
+
+    @property
+    def pending(self) -> frozenset[Path]:
+        with self._lock:
+            return frozenset(self._folders)
+
+    def sync(self) -> None:
+        """fsync every folder noted before this call; return only once they are durable,
+        those another thread's sync took included (so one sync at a time). On an error the
+        folders stay noted and the OSError is raised."""
+        with self._gate:
             with self._lock:
-                entry[2] -= 1
-                if entry[2] == 0 and entry[1] >= entry[0]:  # nobody inside: forget it
-                    self._folders.pop(directory, None)
+                folders, self._folders = self._folders, set()
+            done: set[Path] = set()
+            try:
+                for folder in folders:
+                    fsync_dir(folder)
+                    done.add(folder)
+            except BaseException:
+                with self._lock:
+                    self._folders |= folders - done
+                raise
 
 
 def create_private(path: Path, *, append: bool) -> int:

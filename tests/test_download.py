@@ -29,6 +29,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import batch_runner
+from batch_runner._files import PendingRenames
 from batch_runner.engine import download as dl
 from batch_runner.engine.download import (
     check_url,
@@ -266,6 +267,22 @@ async def test_happy_path(host: _Host, session: aiohttp.ClientSession, tmp_path:
     assert (tmp_path / "job.mp4").read_bytes() == DATA
     assert files_in(tmp_path) == {"job.mp4"}  # the part was renamed, nothing left behind
     assert verify_file(tmp_path / "job.mp4", len(DATA), SHA)
+
+
+async def test_a_caller_given_renames_is_left_the_folder_fsync(
+    host: _Host, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """With ``renames`` the file is in place on return and its folders (the job's and the
+    output folder, which gained the job's) are noted for the caller to sync before it
+    records the file; without, nothing is left to the caller."""
+    renames = PendingRenames()
+    res = await fetch(session, host.base + "/file", tmp_path, "job/a.mp4", renames=renames)
+    assert (tmp_path / "job" / "a.mp4").read_bytes() == DATA and res.sha256 == SHA
+    assert renames.pending == {tmp_path / "job", tmp_path}
+    renames.sync()
+    assert not renames.pending
+    await fetch(session, host.base + "/file", tmp_path, "b.mp4", expected_size=None)
+    assert (tmp_path / "b.mp4").read_bytes() == DATA
 
 
 async def test_a_small_output_hands_back_its_first_bytes(

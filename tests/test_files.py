@@ -11,41 +11,49 @@ from pathlib import Path
 import pytest
 
 from batch_runner import _files
-from batch_runner._files import DirSync, atomic_write
+from batch_runner._files import PendingRenames, atomic_write
 
 
-def test_directory_fsyncs_are_shared_by_renames_that_wait_together(
+def test_a_sync_returns_only_once_every_folder_noted_before_it_is_durable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Twenty threads renaming into one folder need fewer fsyncs than renames, and none
-    returns before an fsync that began after its rename."""
-    began: list[float] = []
+    """Folders noted by many renames cost one fsync each; a second sync that starts while
+    the first holds its folder waits for that fsync instead of returning early."""
+    synced: list[tuple[Path, float]] = []
     real = _files.fsync_dir
 
     def slow(directory: Path) -> None:
-        began.append(time.monotonic())
-        time.sleep(0.02)
+        time.sleep(0.05)
         real(directory)
+        synced.append((directory, time.monotonic()))
 
     monkeypatch.setattr(_files, "fsync_dir", slow)
-    sync = DirSync()
-    covered: list[bool] = []
+    renames = PendingRenames()
+    (tmp_path / "sub").mkdir()
+    for _ in range(20):
+        renames.note(tmp_path, tmp_path / "sub")
+    assert renames.pending == {tmp_path, tmp_path / "sub"}
+    first = threading.Thread(target=renames.sync)
+    first.start()
+    time.sleep(0.01)  # the first sync has taken both folders
+    renames.sync()
+    second_returned = time.monotonic()
+    first.join()
+    assert sorted(path.name for path, _ in synced) == ["sub", tmp_path.name]
+    assert all(done <= second_returned for _, done in synced)
+    assert not renames.pending
 
-    def rename_then_sync(i: int) -> None:
-        (tmp_path / f"f{i}.part").write_bytes(b"x")
-        (tmp_path / f"f{i}.part").replace(tmp_path / f"f{i}")
-        renamed = time.monotonic()
-        sync.after_rename(tmp_path)
-        covered.append(any(b >= renamed for b in began))
 
-    threads = [threading.Thread(target=rename_then_sync, args=(i,)) for i in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert all(covered) and len(covered) == 20
-    assert 1 <= len(began) < 20
-    assert not sync._folders  # forgotten once nobody waits
+def test_a_failed_sync_keeps_what_it_could_not_make_durable(tmp_path: Path) -> None:
+    renames = PendingRenames()
+    gone = tmp_path / "gone"
+    renames.note(gone)
+    with pytest.raises(FileNotFoundError):
+        renames.sync()
+    assert renames.pending == {gone}  # a later sync tries again
+    gone.mkdir()
+    renames.sync()
+    assert not renames.pending
 
 
 def test_atomic_write_replaces_whole_and_private(tmp_path: Path) -> None:

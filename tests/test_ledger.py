@@ -281,6 +281,26 @@ async def test_write_failure_fails_waiters_and_later_records(
     assert sorted(read_ledger(tmp_path).jobs) == ["a"]
 
 
+async def test_a_rename_noted_is_durable_before_the_line_that_names_it(tmp_path: Path) -> None:
+    """The ledger fsyncs the folders noted in ``renames`` before it writes a journal line or
+    a snapshot: a folder it cannot fsync (here, one that is gone) fails the write, and the
+    line does not reach the journal."""
+    ledger = Ledger.open(tmp_path)
+    await ledger.record(JobRegistered(job="a", fingerprint="f"))
+    (tmp_path / "out").mkdir()
+    ledger.renames.note(tmp_path / "out")
+    await ledger.record(JobRegistered(job="b", fingerprint="f"))
+    assert not ledger.renames.pending  # synced with that write
+    ledger.renames.note(tmp_path / "missing")
+    with pytest.raises(LedgerError, match="missing"):
+        await ledger.record(JobRegistered(job="c", fingerprint="f"))
+    journal = (tmp_path / JOURNAL_NAME).read_bytes()
+    assert b'"b"' in journal and b'"c"' not in journal
+    with pytest.raises(LedgerError, match="missing"):
+        await ledger.close()  # nor does the final snapshot
+    assert sorted(read_ledger(tmp_path).jobs) == ["a", "b"]
+
+
 # --- a real kill -9 ----------------------------------------------------------------------
 
 WRITER = """

@@ -25,7 +25,7 @@ from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
-from .._files import DirSync, write_all
+from .._files import PendingRenames, write_all
 from .._media import HEAD_BYTES
 from ..errors import (
     DiskFullError,
@@ -64,8 +64,6 @@ _DISK_FULL = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errn
 # Headers a download session may carry by default; anything else could be a credential.
 _HARMLESS_HEADERS = frozenset({"user-agent", "accept", "accept-language"})
 # File steps run here rather than through asyncio.to_thread so that close() can wait for one.
-#: Renames of outputs share directory fsyncs (group commit).
-_DIR_SYNC = DirSync()
 #: The file's bytes and size on disk, without its times (fdatasync where there is one).
 _datasync = getattr(os, "fdatasync", os.fsync)
 _IO_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="batch-runner-download")
@@ -155,7 +153,7 @@ class _Download:
     hasher: _Hash = field(default_factory=hashlib.sha256)
     discard: bool = False  # delete the part on exit: its bytes are known to be wrong
     busy: Future[object] | None = None  # the file step running in the I/O pool, if any
-    tail: bytes = b""  # the body's last bytes, written by _install
+    tail: bytes = b""  # the body's last bytes, written by install()
 
     def held(self) -> int:
         """Bytes an earlier run left in the part (a stat on the loop; 0 when there is none).
@@ -166,7 +164,8 @@ class _Download:
             return 0
 
     def _ensure_open(self) -> None:
-        """Open (or create) the part; in the I/O pool, with the write that needs it."""
+        """Open (or create) the part, with the write that needs it (in the I/O pool, or on the
+        loop for the last bytes)."""
         if self.fd >= 0:
             return
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
@@ -196,23 +195,40 @@ class _Download:
             os.lseek(self.fd, 0, os.SEEK_SET)
         self.size, self.hasher = 0, hashlib.sha256()
 
-    def _install(self, out_dir: Path, rel: str, final: Path, tail: bytes) -> None:
-        """The last bytes, then fsync, rename into place and fsync the folders: one trip to
-        the I/O pool for a small output's whole life."""
-        self._ensure_open()
-        if tail:
-            _write_hashed(self.fd, tail, self.hasher)
-        _datasync(self.fd)
-        os.close(self.fd)
-        self.fd = -1
-        base = resolved_folder(out_dir)
-        if final.parent != base:
-            final.parent.mkdir(parents=True, exist_ok=True)
-        inside(out_dir, rel)  # re-check symlinks just before the rename
-        os.replace(self.path, final)
-        _DIR_SYNC.after_rename(final.parent)
-        if final.parent != base:
-            _DIR_SYNC.after_rename(base)
+    async def install(
+        self, out_dir: Path, rel: str, final: Path, renames: PendingRenames | None
+    ) -> None:
+        """The last bytes, fdatasync, rename into place, and the folders' fsync.
+
+        Only the fdatasync goes to the I/O pool; the rest are short metadata steps (and at
+        most one chunk's write) done on the loop. Measured on 3,000 instant 2 KB outputs,
+        this costs 15 % less CPU per job than the whole install in the pool: a saturated loop
+        hands the GIL back and forth around every call a worker makes. The folders' fsync is
+        left to ``renames`` when given (the ledger makes it before it records the file), else
+        made here before returning.
+        """
+        try:
+            self._ensure_open()
+            if self.tail:
+                _write_hashed(self.fd, self.tail, self.hasher)
+        except OSError as exc:
+            raise self._file_error(exc) from exc
+        await self.call(_datasync, self.fd)
+        fd, self.fd = self.fd, -1
+        try:
+            os.close(fd)
+            base = resolved_folder(out_dir)
+            if final.parent != base:
+                final.parent.mkdir(parents=True, exist_ok=True)
+            inside(out_dir, rel)  # re-check symlinks just before the rename
+            os.replace(self.path, final)
+        except OSError as exc:
+            raise self._file_error(exc) from exc
+        own = renames is None
+        renames = PendingRenames() if renames is None else renames
+        renames.note(final.parent, base)
+        if own:
+            await self.call(renames.sync)
 
     def close(self) -> None:
         """Close the part (deleting it when worthless) once no file step is running: closing
@@ -237,15 +253,18 @@ class _Download:
         try:
             await asyncio.wrap_future(self.busy)
         except OSError as exc:
-            if exc.errno in _DISK_FULL:
-                reason = "no space left on device"
-                if exc.errno == errno.EFBIG:
-                    reason = "file too large for the file system or the process limit"
-                raise DiskFullError(
-                    f"{reason} while writing {self.rel} ({self.size} bytes written); "
-                    "free space and re-run"
-                ) from exc
-            raise DownloadError(f"cannot write {self.rel}: {exc.strerror or exc}") from exc
+            raise self._file_error(exc) from exc
+
+    def _file_error(self, exc: OSError) -> DownloadError:
+        if exc.errno in _DISK_FULL:
+            reason = "no space left on device"
+            if exc.errno == errno.EFBIG:
+                reason = "file too large for the file system or the process limit"
+            return DiskFullError(
+                f"{reason} while writing {self.rel} ({self.size} bytes written); "
+                "free space and re-run"
+            )
+        return DownloadError(f"cannot write {self.rel}: {exc.strerror or exc}")
 
     async def write(self, pending: list[bytes]) -> None:
         """Write and hash the pending chunks (joined: one copy at most), then forget them."""
@@ -329,8 +348,8 @@ class _Download:
         Reads of up to ``chunk`` bytes are joined into writes of at least ``chunk`` bytes, each
         written and hashed in one thread hop: measured on a 512 MiB local body this beats both
         per-chunk aiofiles writes and a bytearray buffer (which copies every byte twice). What
-        is left under ``chunk`` at the end stays in :attr:`tail` for :meth:`_install` to
-        write, so a small output costs one thread hop in all.
+        is left under ``chunk`` at the end stays in :attr:`tail` for :meth:`install` to
+        write, so a small output costs one thread hop in all (its fdatasync).
         """
         pending: list[bytes] = []
         held = 0
@@ -372,8 +391,12 @@ async def download_verified(
     max_bytes: int = 4 * 1024**3,
     chunk_size: int = 256 * 1024,
     read_timeout: float = 60.0,
+    renames: PendingRenames | None = None,
 ) -> DownloadResult:
     """Fetch ``url`` into ``out_dir/rel_path``, resuming a partial file, and verify it.
+
+    The file is durable on return, except for its rename when ``renames`` is given: its
+    folders are noted there, and the caller syncs them before it records the file.
 
     Raises :class:`UnsafeDownloadError` (refused URL, redirect, path or size),
     :class:`IntegrityError` (size mismatch, cut-short or stalled body: the part is kept for a
@@ -400,7 +423,7 @@ async def download_verified(
         if expected_size is not None and received != expected_size:
             await dl.write([dl.tail])  # kept for a resume, as every byte received is
             raise IntegrityError(f"{rel_path}: received {received} bytes, expected {expected_size}")
-        await dl.call(dl._install, out_dir, rel_path, final, dl.tail)
+        await dl.install(out_dir, rel_path, final, renames)
         head = dl.tail[:HEAD_BYTES] if dl.size == 0 else None  # the tail is the whole file
         dl.size = received
         return DownloadResult(rel_path, received, dl.hasher.hexdigest(), head)

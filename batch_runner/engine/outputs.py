@@ -171,6 +171,7 @@ class Outputs:
                 rel,
                 expected_size=out.size,
                 allow_http=client.allow_http_downloads,
+                renames=self.ctx.ledger.renames,
             )
 
         return await self.ctx.options.policy.call(

@@ -14,7 +14,8 @@ Durability, in the order things happen for one job:
 3. on a ``/Run`` error that may have created a task, ``/Task/List`` is searched before
    any resubmission (``reconciled``);
 4. outputs are streamed to ``DIR/.partial``, verified, fsync'd and renamed into place
-   before ``output_saved`` and ``job_succeeded`` are recorded.
+   before ``output_saved`` and ``job_succeeded`` are recorded (the ledger fsyncs the
+   renamed-into folders before it writes those lines: ``Ledger.renames``).
 
 A ``kill -9`` at any point therefore leaves either no task, a task the next run reconciles,
 or a task id the next run tracks; never a task paid twice, never a finished output lost.

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .._files import atomic_write, create_private, fsync_dir, write_all
+from .._files import PendingRenames, atomic_write, create_private, fsync_dir, write_all
 from ..errors import LedgerError
 from .codec import (
     VERSION,
@@ -96,6 +96,10 @@ class Ledger:
         self, directory: Path, state: LedgerState, *, compact_every: int, compact_interval: float
     ) -> None:
         self.directory = directory
+        #: Folders with renames that the next journal write or snapshot must make durable
+        #: first: a file is renamed into place, noted here, then recorded, and a record never
+        #: reaches the disk before the rename it names.
+        self.renames = PendingRenames()
         self._state = state
         self._compact_every = compact_every
         self._compact_interval = compact_interval
@@ -214,6 +218,7 @@ class Ledger:
                 return
             fresh = [item for item in batch if item[0] > self._written_seq]
             if fresh:
+                self.renames.sync()
                 write_all(self._fd, b"".join(line for _, line in fresh))
                 self._written_seq = fresh[-1][0]
                 self._writes += 1
@@ -284,6 +289,7 @@ class Ledger:
         with self._snap_lock:
             if self._closed or seq <= self._snapshot_seq:
                 return False
+            self.renames.sync()
             atomic_write(self.directory, SNAPSHOT_NAME, encode_snapshot_chunks(payload))
             self._snapshot_seq = seq
             self._snapshots += 1
