@@ -205,7 +205,8 @@ class Outputs:
             self.enqueue(job_id)
 
     def keep_beside(self, record: JobRecord) -> tuple[SavedOutput, ...]:
-        """Move an edited job's earlier outputs aside so the new run cannot overwrite them."""
+        """Move an edited job's earlier outputs aside so the new run cannot overwrite them
+        (the renames are noted for the ledger to make durable before the record of them)."""
         tag = record.fingerprint[:8]
         kept: list[SavedOutput] = []
         for out in record.outputs:
@@ -218,6 +219,7 @@ class Outputs:
             if src.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(src, dst)
+                self.ctx.ledger.renames.note(src.parent, dst.parent)
                 kept.append(
                     SavedOutput(out.name, new_rel, out.size, out.sha256, out.content_type, out.kind)
                 )
