@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -21,6 +23,7 @@ from batch_runner.ledger.events import (
     OutputLost,
     OutputSaved,
     PreviousRun,
+    PublishedOutput,
     Reconciled,
     RemoteOutput,
     RunEnded,
@@ -46,6 +49,7 @@ from batch_runner.ledger.state import (
     apply,
     apply_event,
     counts_by_status,
+    evolve,
     failures,
     total_cost,
 )
@@ -327,3 +331,30 @@ def test_event_from_dict_rejects_garbage() -> None:
         event_from_dict({"type": "nope", "job": "a"})
     with pytest.raises(ValueError, match="bad submitted"):
         event_from_dict({"type": "submitted", "job": "a"})
+
+
+def _every_field_set() -> JobRecord:
+    """A record whose every field holds a value of its own, none a default."""
+    saved = SavedOutput("v", "a/v.mp4", 3, SHA, "video/mp4", "video")
+    return JobRecord(
+        job_id="a", status=JobStatus.DOWNLOADING, fingerprint="fp1", attempts=2, taskid="t2",
+        tasktoken="tok", marker="m", service_status="task_start", error="e", cost=0.5,
+        remote_outputs=(RemoteOutput("v", "https://x/v.mp4", 3, "video/mp4"),),
+        outputs=(saved,), previous=(PreviousRun("fp0", (saved,)),), history=("t1",),
+        created_at=1.0, submitted_at=2.0, finished_at=3.0, updated_at=4.0, model="M/x",
+        published=(PublishedOutput("v", "a/v.mp4", "s3://b/a/v.mp4", 3, SHA, "e", None),),
+    )  # fmt: skip
+
+
+def test_evolve_is_replace_for_every_field_and_from_dict_reads_each_back() -> None:
+    """The transitions' fast copy and the fast decode set slots by position: a field added,
+    removed or moved in JobRecord must not shift a value into its neighbour."""
+    record = _every_field_set()
+    assert JobRecord.from_dict(record.to_dict()) == record
+    for f in dataclasses.fields(JobRecord):
+        other = object()
+        changed = evolve(record, **{f.name: other})
+        assert changed == dataclasses.replace(record, **{f.name: other})
+        assert getattr(changed, f.name) is other and getattr(record, f.name) is not other
+    with pytest.raises(KeyError):
+        evolve(record, no_such_field=1)
