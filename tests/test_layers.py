@@ -2,7 +2,7 @@
 circle; the sandbox imports nothing from the client side.
 
 Layers, bottom up (docs/DESIGN.md draws them): the foundation (``errors``, ``_files``,
-``_resources``, ``_media``, ``_memory``), ``wiro`` (the API), ``models`` (model
+``_resources``, ``_media``, ``_memory``, ``_slots``), ``wiro`` (the API), ``models`` (model
 definitions), ``ledger`` (durable state and the folder's layout),
 ``manifest`` (YAML to jobs), ``engine`` (running), ``report`` (telling people), ``cli``, and the
 package face (``__init__``). A module may import from its own layer or any layer below.
@@ -17,7 +17,7 @@ import batch_runner
 
 PACKAGE = Path(batch_runner.__file__).resolve().parent
 RANKS = {
-    "errors": 0, "_files": 0, "_resources": 0, "_media": 0, "_memory": 0,
+    "errors": 0, "_files": 0, "_resources": 0, "_media": 0, "_memory": 0, "_slots": 0,
     "wiro": 1, "models": 2, "ledger": 3, "manifest": 4, "engine": 5, "report": 6, "cli": 7,
     "__init__": 8, "__main__": 8,
 }  # fmt: skip

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 
+from .._slots import slot_builder
+
 
 @dataclass(frozen=True, slots=True)
 class SavedOutput:
@@ -63,12 +65,18 @@ class PreviousRun:
     outputs: tuple[SavedOutput, ...]
 
 
+#: Every record a resume reads holds one of each (see :mod:`batch_runner._slots`).
+_saved_output = slot_builder(SavedOutput)
+_remote_output = slot_builder(RemoteOutput)
+
+
 def parse_saved(items: Any) -> tuple[SavedOutput, ...]:
     if not items:
         return ()
+    build = _saved_output
     return tuple(
         [
-            SavedOutput(
+            build(
                 o["name"], o["path"], o["size"], o["sha256"], o.get("content_type"), o.get("kind")
             )
             for o in items
@@ -79,11 +87,9 @@ def parse_saved(items: Any) -> tuple[SavedOutput, ...]:
 def parse_remote(items: Any) -> tuple[RemoteOutput, ...]:
     if not items:
         return ()
+    build = _remote_output
     return tuple(
-        [
-            RemoteOutput(o["name"], o["url"], o.get("size"), o.get("contenttype") or "")
-            for o in items
-        ]
+        [build(o["name"], o["url"], o.get("size"), o.get("contenttype") or "") for o in items]
     )
 
 
