@@ -23,6 +23,7 @@ from test_state import ledger_events
 
 from batch_runner._resources import schemas_dir
 from batch_runner.errors import LedgerError
+from batch_runner.ledger import codec
 from batch_runner.ledger import store as ledger_module
 from batch_runner.ledger.events import (
     Event,
@@ -106,6 +107,39 @@ def test_any_journal_replays_even_with_impossible_events(events: list[Event]) ->
     state = LedgerState()
     replay(state, parse_journal(lines)[0])
     assert state.seq == len(events)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(ledger_events, max_size=40), st.integers(1, 300))
+def test_a_snapshot_read_in_pieces_is_the_snapshot_read_whole(
+    events: list[Event], piece: int
+) -> None:
+    """Records cut as the pieces arrive (marks and records split at any byte) give the
+    same state as the whole file; so does a file laid out otherwise (read whole)."""
+    memory, _ = accepted(events)
+    data = encode_snapshot(snapshot_payload(memory))
+    pretty = orjson.dumps(orjson.loads(data), option=orjson.OPT_INDENT_2)
+
+    def no_whole_read(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a snapshot as encode_snapshot writes it was read whole")
+
+    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
+        path = Path(folder) / SNAPSHOT_NAME
+        patch.setattr(codec, "_PIECE", piece)
+        path.write_bytes(pretty)
+        assert dump(codec.read_snapshot(path)) == dump(memory)
+        path.write_bytes(data)
+        patch.setattr(codec, "iter_snapshot", no_whole_read)
+        assert dump(codec.read_snapshot(path)) == dump(memory)
+
+
+def test_a_snapshot_cut_short_is_refused_when_read_in_pieces(tmp_path: Path) -> None:
+    state, _ = accepted([JobRegistered(job=f"j{i}", fingerprint="f") for i in range(5)])
+    data = encode_snapshot(snapshot_payload(state))
+    path = tmp_path / SNAPSHOT_NAME
+    path.write_bytes(data[:-40])
+    with pytest.raises(LedgerError, match="not a readable ledger"):
+        codec.read_snapshot(path)
 
 
 # --- journal files -----------------------------------------------------------------------

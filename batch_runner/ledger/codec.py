@@ -10,9 +10,11 @@ LedgerError naming the line, because skipping it could forget a task id and pay 
 
 from __future__ import annotations
 
+import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -148,28 +150,57 @@ def _popped(raw_jobs: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 def _cut_records(data: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
     """``"id":{"job_id":...},"id":{"job_id":...}}}``, one record at a time."""
-    loads, view = orjson.loads, memoryview(data)
-    pos = data.find(JOBS_MARK) + len(JOBS_MARK)
-    last = len(data) - 2  # the closing braces of "jobs" and of the file
-    if pos >= last:
-        return  # "jobs":{}
-    start = data.find(RECORD_MARK, pos)
+    return _cut_pieces(iter(()), data)
+
+
+#: Bytes read at a time by :func:`read_snapshot`.
+_PIECE = 1 << 20
+
+
+def _cut_pieces(pieces: Iterator[bytes], buf: bytes) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The records of ``buf`` followed by ``pieces`` (a snapshot from anywhere before
+    :data:`JOBS_MARK` to its end), cut as they arrive: only the piece being cut and the
+    record that spans into the next are held, never the whole file."""
+    loads = orjson.loads
+    done = False  # every piece read
+    while (pos := buf.find(JOBS_MARK)) < 0:
+        piece = next(pieces, None)
+        if piece is None:
+            raise NotCut("no jobs")
+        buf += piece
+    pos += len(JOBS_MARK)
     while True:
+        start = buf.find(RECORD_MARK, pos)
+        after = buf.find(RECORD_MARK, start + 1) if start >= 0 else -1
+        if after < 0 and not done:  # the record at start may go on in the next piece
+            piece = next(pieces, None)
+            if piece is None:
+                done = True
+                if not buf.endswith(b"}}"):
+                    raise NotCut("the file does not end its records")
+            else:
+                buf, pos = buf[pos:] + piece, 0
+            continue
+        last = len(buf) - 2  # the closing braces of "jobs" and of the file
         if start < 0:
+            if pos >= last:
+                return  # "jobs":{}
             raise NotCut("a record without job_id")
-        after = data.find(RECORD_MARK, start + 1)
-        end = last if after < 0 else data.rfind(b',"', start, after)
+        end = last if after < 0 else buf.rfind(b',"', start, after)
+        view = memoryview(buf)
         try:
             key = loads(view[pos:start])
             record = loads(view[start + 1 : end])
         except ValueError as exc:
             raise NotCut(str(exc)) from None
+        finally:
+            view.release()
         if type(key) is not str or type(record) is not dict:
             raise NotCut("not a record")
         yield key, record
         if after < 0:
             return
-        pos, start = end + 1, after
+        pos = end + 1
 
 
 class _Shared:
@@ -214,11 +245,41 @@ def decode_snapshot(data: bytes, where: str = SNAPSHOT_NAME) -> LedgerState:
     Records are built one at a time from their own line (or popped from the parsed file),
     so the peak stays near one copy of the jobs, and values most records repeat are
     shared between them (:class:`_Shared`)."""
+    return _decoded(lambda whole: iter_snapshot(data, where, whole=whole), where)
+
+
+def read_snapshot(path: Path) -> LedgerState:
+    """:func:`decode_snapshot` of the file at ``path``, read in pieces: the file's bytes
+    (78 MB at 100,000 jobs) are never held beside the records built from them. A file
+    that is not laid out as :func:`encode_snapshot` writes it is read whole.
+    FileNotFoundError when there is none."""
+    where = str(path)
+    with open(path, "rb") as handle:
+
+        def parts(whole: bool) -> tuple[dict[str, Any], Iterator[tuple[str, dict[str, Any]]]]:
+            handle.seek(0)
+            if whole:
+                return iter_snapshot(handle.read(), where, whole=True)
+            pieces = iter(functools.partial(handle.read, _PIECE), b"")
+            head, buffer, split = read_head(pieces)
+            if split < 0 or not isinstance(head, dict) or "jobs" in head:
+                return iter_snapshot(buffer + handle.read(), where)
+            return _checked_head(head, where), _cut_pieces(pieces, buffer[split:])
+
+        return _decoded(parts, where)
+
+
+def _decoded(
+    parts: Callable[[bool], tuple[dict[str, Any], Iterator[tuple[str, dict[str, Any]]]]],
+    where: str,
+) -> LedgerState:
+    """The state of a snapshot whose top level and records ``parts(whole)`` gives (cut
+    into records, or with ``whole`` parsed whole: when a cut fails)."""
     try:
         try:
-            head, jobs = _decode(data, where, whole=False)
+            head, jobs = _decode(*parts(False))
         except NotCut:
-            head, jobs = _decode(data, where, whole=True)
+            head, jobs = _decode(*parts(True))
         state = head_state(head, jobs)
     except LedgerError:
         raise
@@ -240,8 +301,9 @@ def head_state(head: dict[str, Any], jobs: dict[str, JobRecord]) -> LedgerState:
     )
 
 
-def _decode(data: bytes, where: str, *, whole: bool) -> tuple[dict[str, Any], dict[str, JobRecord]]:
-    head, records = iter_snapshot(data, where, whole=whole)
+def _decode(
+    head: dict[str, Any], records: Iterator[tuple[str, dict[str, Any]]]
+) -> tuple[dict[str, Any], dict[str, JobRecord]]:
     shared = _Shared()
     jobs: dict[str, JobRecord] = {}
     for key, raw in records:

@@ -20,9 +20,9 @@ from .._files import PRIVATE_MODE, atomic_write, file_identity, fsync_dir, gc_pa
 from ..errors import LedgerError
 from .codec import (
     Gap,
-    decode_snapshot,
     encode_snapshot_chunks,
     parse_journal,
+    read_snapshot,
     replay,
     snapshot_payload,
 )
@@ -45,7 +45,7 @@ def _load(directory: Path) -> _Loaded:
     """Snapshot + journal, writing nothing."""
     snapshot, journal = directory / SNAPSHOT_NAME, directory / JOURNAL_NAME
     try:
-        state = decode_snapshot(snapshot.read_bytes(), str(snapshot))
+        state = read_snapshot(snapshot)
         found = True
     except FileNotFoundError:
         state, found = LedgerState(), False
