@@ -105,7 +105,9 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"[:200]
 
 
-def unchanged_since(path: Path, size: int, saved_at: float | None, slack: float = 2.0) -> bool:
+def unchanged_since(
+    path: str | os.PathLike[str], size: int, saved_at: float | None, slack: float = 2.0
+) -> bool:
     """True when ``path`` has the recorded size and was not modified after it was saved:
     one ``stat`` instead of a full hash, for resuming 100,000 finished jobs quickly.
     Anything else (missing, resized, touched later, no record of when) needs the hash."""
