@@ -68,9 +68,6 @@ class JobBuilder:
         self.file_checks = FileChecks(ctx, self.axis_lines)
         self.fast = FastPath(self)
 
-    def issue(self, raw: RawJob, line: int, message: str) -> None:
-        self.ctx.issues.add(raw.file, line, message)
-
     # -- one job ---------------------------------------------------------------------------
 
     def models_of(self, raw: RawJob) -> list[str]:
@@ -90,7 +87,7 @@ class JobBuilder:
         before = self.ctx.issues.count
         if not isinstance(data, dict):
             message = f"a job must be a mapping of input names to values, got {kind(data)}"
-            self.issue(raw, raw.line, f"job #{self.ordinal}: {message}")
+            self.ctx.issue(raw, raw.line, f"job #{self.ordinal}: {message}")
             return
         if self.fast.check(raw, data):
             return
@@ -189,10 +186,10 @@ class JobBuilder:
             if name in self.file_checks.reported:
                 continue  # said more precisely by the file checks
             if name is None:
-                self.issue(raw, raw.line, f"{where}: {message}")
+                self.ctx.issue(raw, raw.line, f"{where}: {message}")
             elif found is not None and found.where is not None:  # others: reported there
                 line = found.line_of(name)
-                self.issue(raw, line, f"{where} field '{found.prefix}{name}': {message}")
+                self.ctx.issue(raw, line, f"{where} field '{found.prefix}{name}': {message}")
         self.check_required(raw, where, spec, plan, merged, attempted)
         if self.ctx.issues.count != before or files is None:
             return None
@@ -202,9 +199,9 @@ class JobBuilder:
         """Inputs of another model of the manifest that this job's model does not take."""
         for key in raw.data:
             if key in self.inputs_union and key not in spec.properties:
-                self.issue(raw, raw.line_of(key), self.not_taken(where, spec, key))
+                self.ctx.issue(raw, raw.line_of(key), self.not_taken(where, spec, key))
             elif key == "image" and spec.image_input is None:
-                self.issue(
+                self.ctx.issue(
                     raw, raw.line_of(key), f"{where}: model {spec.name} takes no image input"
                 )
 
@@ -225,7 +222,7 @@ class JobBuilder:
             if key not in (*spec.properties, "image"):
                 message = unknown_key_message(key, [*spec.properties, "image"], "input")
                 block = layer.prefix.rstrip(".")
-                self.issue(raw, layer.line_of(key), f"{layer.where} in '{block}': {message}")
+                self.ctx.issue(raw, layer.line_of(key), f"{layer.where} in '{block}': {message}")
 
     def check_job_blocks(self, raw: RawJob, label: str) -> None:
         """A job's ``models`` block may only name models the job runs on."""
@@ -264,7 +261,7 @@ class JobBuilder:
                 if "image" in raw.data or self.image_elsewhere(spec):
                     continue
                 hint = " (or 'image' for a local file)"
-            self.issue(
+            self.ctx.issue(
                 raw,
                 raw.line,
                 f"{where}: missing required input '{name}'{hint}; set it in the job or in "
@@ -386,9 +383,9 @@ class JobBuilder:
                 message = f"{show(job_id)} {reason or message}"
             id_reported = id_reported or name == "id"
             where = f"{label} field '{'.'.join(str(p) for p in path)}'" if name else label
-            self.issue(raw, raw.line_of(name) if name else raw.line, f"{where}: {message}")
+            self.ctx.issue(raw, raw.line_of(name) if name else raw.line, f"{where}: {message}")
         if reason is not None and not id_reported:
-            self.issue(raw, raw.line_of("id"), f"{label} field 'id': {show(job_id)} {reason}")
+            self.ctx.issue(raw, raw.line_of("id"), f"{label} field 'id': {show(job_id)} {reason}")
         if isinstance(job_id, str):
             self.check_duplicate_id(raw, label, job_id)
         if not self.known.issuperset(data) or self.axis_lines.keys() & data.keys():
@@ -400,10 +397,10 @@ class JobBuilder:
         for key in raw.data:
             if key not in self.known:
                 message = unknown_key_message(key, self.known_ordered, "input", MODEL_KEYS)
-                self.issue(raw, raw.line_of(key), f"{label}: {message}")
+                self.ctx.issue(raw, raw.line_of(key), f"{label}: {message}")
                 self.misspelt.add(suggest(key, self.known_ordered) or "")
             elif key in self.axis_lines:
-                self.issue(
+                self.ctx.issue(
                     raw,
                     raw.line_of(key),
                     f"{label} field '{key}' is also set by the matrix "
@@ -421,7 +418,7 @@ class JobBuilder:
         if first_id != job_id:
             case = f" ({show(first_id)} there differs only in letter case: same file name)"
         message = f"{label}: duplicate id {show(job_id)}, already used at {where}{case}"
-        self.issue(raw, raw.line_of("id"), message)
+        self.ctx.issue(raw, raw.line_of("id"), message)
 
     def expand(self) -> list[Job]:
         """Every valid base job times every matrix combination, with ids and fingerprints."""

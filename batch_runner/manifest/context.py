@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .schemacheck import Checker
-from .sources import ImageInfo, MediaInfo, inspect_image, inspect_media
+from .sources import ImageInfo, MediaInfo, RawJob, inspect_image, inspect_media
 from .spec import FileSpec, ModelSpec
 
 #: Most issues listed in one ManifestError; the rest are counted.
@@ -136,6 +136,10 @@ class JobContext:
     def spec(self) -> ModelSpec:
         """The default model's spec (single-model manifests)."""
         return self.specs[self.default_model]
+
+    def issue(self, raw: RawJob, line: int, message: str) -> None:
+        """Report a problem of the job ``raw`` at ``line`` of its file."""
+        self.issues.add(raw.file, line, message)
 
 
 @dataclass(slots=True)

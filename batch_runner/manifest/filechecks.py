@@ -22,9 +22,6 @@ class FileChecks:
         self.axis_lines = axis_lines
         self.reported: set[str] = set()
 
-    def issue(self, raw: RawJob, line: int, message: str) -> None:
-        self.ctx.issues.add(raw.file, line, message)
-
     def resolve(
         self,
         raw: RawJob,
@@ -58,7 +55,7 @@ class FileChecks:
                 ok = False
                 if layer.where is not None:
                     keys_text = "' or '".join(sorted(same, key=lambda k: k != "image"))
-                    self.issue(raw, layer.line_of(same[-1]),
+                    self.ctx.issue(raw, layer.line_of(same[-1]),
                                f"{layer.where}: set either '{keys_text}', not both")  # fmt: skip
                 continue
             if top in self.axis_lines and top != "image":
@@ -84,7 +81,7 @@ class FileChecks:
             if key in self.axis_lines or fs.name in self.axis_lines or fs.send in self.axis_lines:
                 if where is not None:
                     text = f"{where}: 'image' conflicts with the matrix over '{fs.send}'"
-                    self.issue(raw, layer.line_of(key), text)
+                    self.ctx.issue(raw, layer.line_of(key), text)
                 return None
             entries: list[str] = [value]
         else:
