@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import resource
 import shlex
 import subprocess
 import sys
@@ -198,6 +199,11 @@ def measure_many(
     stdout and stderr go to files (a chatty child never blocks on a full pipe); stdout is
     returned whole, stderr's tail is kept (all of it stays in the log file). The machine's
     busy time and the server's CPU are for the whole span, in every result.
+
+    A child's ``ru_maxrss`` is never below this process's own peak: Linux copies the
+    parent's high-water mark into the forked child, and exec keeps it. So a benchmark must
+    stay small itself (stream files, never hold a manifest's bytes); a child whose peak is
+    not above ours is reported with a warning on stderr, since its figure is ours.
     """
     server_before = server.cpu_now() if server is not None else 0.0
     busy_before = machine_busy()
@@ -228,8 +234,14 @@ def measure_many(
         busy = machine_busy() - busy_before
         server_cpu = server.cpu_now() - server_before if server is not None else 0.0
         results = []
+        own_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         for proc, out, log in zip(procs, outs, logs, strict=True):
             code, usage, ended = done[proc.pid]
+            if usage.ru_maxrss <= own_peak:
+                mine = own_peak * _RSS_SCALE / 2**20
+                print(f"warning: the peak RSS of {shlex.join(proc.args)[:80]} is not above "
+                      f"the benchmark's own ({mine:.0f} MB): that figure is the "
+                      "benchmark's, the child's is lower", file=sys.stderr)  # fmt: skip
             proc.returncode = code
             out.seek(0)
             err = log.read_bytes()[-4000:].decode("utf-8", "replace") if log else ""
