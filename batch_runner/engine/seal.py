@@ -78,6 +78,7 @@ def seal_lookup(
     is only taken if its seal was made by a run of these very bytes without ``--out`` (the
     key says so), and such a run wrote into the folder the full reading chose, which it would
     choose again."""
+    from ..manifest.context import Files
     from ..manifest.yamlfast import top_level_text
     from .options import default_output_dir
 
@@ -95,8 +96,7 @@ def seal_lookup(
     declared = top_level_text(data, "output_dir")
     if declared is None:
         return digest.hexdigest(), default_output_dir(manifest_path)
-    folder = Path(os.path.abspath(Path(manifest_path).parent / os.path.expanduser(declared)))
-    return digest.hexdigest(), folder
+    return digest.hexdigest(), Files(Path(manifest_path).parent).resolve(declared)  # as the loader
 
 
 def _identity(path: Path | str) -> list[int] | None:
