@@ -17,13 +17,17 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def slot_builder(cls: type[T]) -> Callable[..., T]:
-    """``build(*values) == cls(*values)`` for every field of ``cls`` given positionally."""
+def slot_builder(cls: type[T], *, into: bool = False) -> Callable[..., T]:
+    """``build(*values) == cls(*values)`` for every field of ``cls`` given positionally.
+
+    ``into``: ``build(obj, *values)`` sets the slots of an ``obj`` made already (the body
+    of a hand-written ``__init__`` of a frozen class) and returns it."""
     names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     if hasattr(cls, "__post_init__") or not names:
         raise TypeError(f"{cls.__name__} needs its __init__")
     scope: dict[str, Any] = {"_new": object.__new__, "_cls": cls}
-    lines = [f"def build({', '.join(names)}):", "    obj = _new(_cls)"]
+    head = f"def build(obj, {', '.join(names)}):" if into else f"def build({', '.join(names)}):"
+    lines = [head] if into else [head, "    obj = _new(_cls)"]
     for i, name in enumerate(names):
         scope[f"_set{i}"] = cls.__dict__[name].__set__
         lines.append(f"    _set{i}(obj, {name})")

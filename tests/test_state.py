@@ -364,14 +364,18 @@ def test_slot_builders_make_what_init_makes() -> None:
     """The hot paths' builders give objects equal to, and as immutable as, the dataclass's
     own; a class that needs its ``__init__`` (a ``__post_init__``) is refused."""
     from batch_runner._slots import slot_builder
-    from batch_runner.manifest.job import Job, quick_job
+    from batch_runner.manifest.job import Job, fingerprint, quick_job
 
     saved = ("v", "a/v.mp4", 3, SHA, "video/mp4", "video")
     assert slot_builder(SavedOutput)(*saved) == SavedOutput(*saved)
     remote = ("v", "https://x/v.mp4", None, "")
     assert slot_builder(RemoteOutput)(*remote) == RemoteOutput(*remote)
-    job = quick_job("j1", 0, {"prompt": "p"}, "fp", "m.yaml:3", "M/x", 0.25)
-    assert job == Job("j1", 0, {"prompt": "p"}, None, "fp", "m.yaml:3", "M/x", (), 0.25, "j1")
+    job = quick_job("j1", 0, {"prompt": "p"}, "m.yaml:3", "M/x", 0.25)
+    fp = fingerprint("M/x", {"prompt": "p"}, None)
+    assert job == Job("j1", 0, {"prompt": "p"}, None, fp, "m.yaml:3", "M/x", (), 0.25, "j1")
+    assert job.fingerprint == fp and hash(job) == hash(Job("j1", 0, {}, None, fp, "m.yaml:3",
+                                                            "M/x", (), 0.25, "j1"))  # fmt: skip
+    assert job != Job("j1", 0, {"prompt": "p"}, None, "f", "m.yaml:3", "M/x", (), 0.25, "j1")
     with pytest.raises(dataclasses.FrozenInstanceError):
         job.id = "other"  # type: ignore[misc]
     with pytest.raises(TypeError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .checked import Base, Partial, Where
-from .job import fingerprint, id_problem, quick_job
+from .job import id_problem, quick_job
 from .shapes import Shape, ShapeContext, shape_for
 from .sources import RawJob
 
@@ -104,14 +104,16 @@ class FastPath:
         where = Where(job_id, raw.file, raw.line, raw.line_of("id"), self.builder.ordinal)
         self.explicit_ids[folded] = where
         if self.single:  # no matrix: the job itself, now (expand() makes one per base)
-            definition = spec.definition
-            estimate = definition.prices.estimate(inputs).usd if definition else None
-            if estimate is not None:  # one float per price, not per job
-                estimate = self.prices.setdefault(estimate, estimate)
-            source = f"{raw.rel}:{raw.line}"
-            fp = fingerprint(spec.name, inputs, None)
-            self.bases.append(quick_job(job_id, len(self.bases), inputs, fp, source,
-                                        spec.name, estimate))  # fmt: skip
+            if shape.priced:
+                estimate = shape.price
+            else:
+                definition = spec.definition
+                estimate = definition.prices.estimate(inputs).usd if definition else None
+                if estimate is not None:  # one float per price, not per job
+                    estimate = self.prices.setdefault(estimate, estimate)
+            source = f"{raw.rel}:{raw.line}"  # the fingerprint: on first use (quick_job)
+            self.bases.append(quick_job(job_id, len(self.bases), inputs, source, spec.name,
+                                        estimate))  # fmt: skip
             return True
         light = RawJob(None, raw.line, {"id": where.id_line}, raw.file, raw.rel)
         label = where.label(job_id)

@@ -12,7 +12,7 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,7 @@ class FileInput:
         return tuple(ref for ref in self.refs if ref.path is not None)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False, eq=False, repr=False)
 class Job:
     """One job of a manifest, resolved and ready to submit.
 
@@ -88,37 +88,91 @@ class Job:
     ``estimate`` its estimated price in USD (None: unknown); ``group`` the id the job would
     have without a matrix over ``model`` (jobs of one group are the same inputs on different
     models, for side-by-side reports; the job's own id when there is no such matrix, "" for
-    a Job built by hand).
+    a Job built by hand). ``fingerprint``: see :func:`fingerprint`.
     """
 
     id: str
     index: int
-    inputs: dict[str, str] = field(hash=False)
+    inputs: dict[str, str]
     image: Path | None
-    fingerprint: str
+    #: the fingerprint, or None for a job of :func:`quick_job` until it is first asked for
+    _fingerprint: str | None
     source: str
-    model: str = DEFAULT_MODEL
-    files: tuple[FileInput, ...] = field(default=(), hash=False)
-    estimate: float | None = None
-    group: str = ""
+    model: str
+    files: tuple[FileInput, ...]
+    estimate: float | None
+    group: str
+
+    def __init__(  # the fields in order, as a dataclass would take them
+        self,
+        id: str,
+        index: int,
+        inputs: dict[str, str],
+        image: Path | None,
+        fingerprint: str,
+        source: str,
+        model: str = DEFAULT_MODEL,
+        files: tuple[FileInput, ...] = (),
+        estimate: float | None = None,
+        group: str = "",
+    ) -> None:
+        _build_into(self, id, index, inputs, image, fingerprint, source, model, files,
+                    estimate, group)  # fmt: skip
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 hex of what the service will be asked to do (:func:`fingerprint`).
+
+        A job of the loader's fast path (no files, no image) computes it on first use, from
+        its model and inputs exactly as the loader would have: ``validate`` of 100,000 jobs
+        never asks, and a run asks once per job while planning, before anything is sent."""
+        found = self._fingerprint
+        if found is None:
+            found = fingerprint(self.model, self.inputs, None)
+            _set_fingerprint(self, found)
+        return found
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.id, self.index, self.inputs, self.image, self.fingerprint, self.source,
+                self.model, self.files, self.estimate, self.group)  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:  # inputs and files are left out: they are not hashable
+        return hash((self.id, self.index, self.image, self.fingerprint, self.source,
+                     self.model, self.estimate, self.group))  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (
+            f"Job(id={self.id!r}, index={self.index!r}, inputs={self.inputs!r}, "
+            f"image={self.image!r}, fingerprint={self.fingerprint!r}, "
+            f"source={self.source!r}, model={self.model!r}, files={self.files!r}, "
+            f"estimate={self.estimate!r}, group={self.group!r})"
+        )
 
 
 _build_job = slot_builder(Job)
+_build_into = slot_builder(Job, into=True)
+_set_fingerprint = Job.__dict__["_fingerprint"].__set__
 
 
 def quick_job(
     id: str,
     index: int,
     inputs: dict[str, str],
-    fingerprint: str,
     source: str,
     model: str,
     estimate: float | None,
 ) -> Job:
-    """``Job(id, index, inputs, None, fingerprint, source, model, (), estimate, id)``, the
-    same object in a third of the time (:mod:`batch_runner._slots`). For the loader's hot
-    path; everyone else calls ``Job(...)``."""
-    return _build_job(id, index, inputs, None, fingerprint, source, model, (), estimate, id)
+    """``Job(id, index, inputs, None, fingerprint(model, inputs, None), source, model, (),
+    estimate, id)``, the same object in a third of the time (:mod:`batch_runner._slots`),
+    its fingerprint computed when first asked for. For the loader's hot path, whose jobs
+    have no files and no local image, and whose ``inputs`` nobody changes afterwards;
+    everyone else calls ``Job(...)``."""
+    return _build_job(id, index, inputs, None, None, source, model, (), estimate, id)
 
 
 #: Ids that need none of the checks below but the reserved names: letters, digits, '_' and

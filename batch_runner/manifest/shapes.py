@@ -31,7 +31,8 @@ class Shape:
     and whether its value also has numeric bounds as text (None: the model's schema spans
     fields, so each job's merged inputs are checked whole); ``static_inputs`` are the
     inputs the job does not set, as the API's strings, in the order the full path gives;
-    ``static_raw`` the same values as written (for the whole-schema check).
+    ``static_raw`` the same values as written (for the whole-schema check); ``price``, when
+    ``priced``, the estimate of every job of the shape (its own inputs do not move it).
     """
 
     spec: ModelSpec
@@ -42,6 +43,8 @@ class Shape:
     checks: tuple[tuple[str, Predicate, bool], ...] | None
     static_inputs: dict[str, str]
     static_raw: dict[str, Any]
+    priced: bool
+    price: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +105,10 @@ def shape_for(
                 return None
             found_checks.append((key, check, key in spec.bounds))
         checks = tuple(found_checks)
-    return Shape(spec, model, own, structure, checks, static_inputs, static_raw)
+    definition = spec.definition
+    priced = definition is None or definition.prices.ignores(own)
+    price = definition.prices.estimate(static_inputs).usd if definition and priced else None
+    return Shape(spec, model, own, structure, checks, static_inputs, static_raw, priced, price)
 
 
 def _structure(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,6 +135,13 @@ class PriceBook:
             names += ("width", "height") if "cp-pixel" in methods else ()
             self._relevant = tuple(dict.fromkeys(names))
         self._estimates: dict[tuple[Any, ...], Estimate] = {}
+
+    def ignores(self, names: Iterable[str]) -> bool:
+        """True when the estimate cannot depend on the inputs ``names``: jobs that differ
+        only in them (the prompts of a batch) share one price, looked up once."""
+        if not self.tiers:
+            return True
+        return self._relevant is not None and set(self._relevant).isdisjoint(names)
 
     @property
     def axes(self) -> tuple[str, ...]:
