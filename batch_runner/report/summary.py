@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from collections import Counter
 from collections.abc import Callable
+from itertools import repeat
+from operator import attrgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -100,30 +103,47 @@ def print_dry_run(manifest: Manifest, out_dir: Path, *, retry_failed: bool) -> N
 
 def _mix_key(manifest: Manifest, job: Job) -> tuple[str, ...]:
     """The inputs a job's price depends on (PixVerse: ``540p``, ``5s``), as written."""
-    return _mixer(manifest, job.model)(job)
+    names, shown = _mixer(manifest, job.model)
+    return shown(tuple(map(job.inputs.get, names)))
 
 
-def _mixer(manifest: Manifest, model: str) -> Callable[[Job], tuple[str, ...]]:
-    """:func:`_mix_key` for the jobs of one model, with the model's facts looked up once
-    (``validate`` asks it for every job of a 100,000-job manifest)."""
+def _mixer(
+    manifest: Manifest, model: str
+) -> tuple[tuple[str, ...], Callable[[tuple[str | None, ...]], tuple[str, ...]]]:
+    """The inputs a price mix is made of on ``model``, and how the values a job has for
+    them (None: not set) are shown: ``("540p", "5")`` -> ``("540p", "5s")``."""
     definition = manifest.definition(model)
     if definition is None:
-        return lambda _job: ()
+        return (), lambda _values: ()
     prices = definition.prices
     defaults = prices.defaults
-    axes = tuple((name, "s" if name in SECONDS_INPUTS else "") for name in prices.axes)
+    names = prices.axes
+    suffixes = tuple("s" if name in SECONDS_INPUTS else "" for name in names)
 
-    def key(job: Job) -> tuple[str, ...]:
-        inputs = job.inputs
-        found = []
-        for name, suffix in axes:
-            value = inputs.get(name)
-            if value is None or value == "":  # as PriceBook.values: the model's default
-                value = defaults.get(name, "")
-            found.append(value + suffix)
-        return tuple(found)
+    def shown(values: tuple[str | None, ...]) -> tuple[str, ...]:
+        return tuple(
+            # unset or empty: the model's default, as PriceBook.values takes it
+            (value or defaults.get(name, "")) + suffix
+            for name, value, suffix in zip(names, values, suffixes, strict=True)
+        )
 
-    return key
+    return names, shown
+
+
+def _mix_counts(manifest: Manifest, model: str) -> Counter[tuple[str, ...]]:
+    """How many jobs have each price mix. The jobs' values are read a pass per input
+    with ``map(dict.get, ...)`` and counted with ``Counter``, all in C: ``validate`` of
+    100,000 jobs spent 0.07 s here a job at a time. The few distinct mixes are shown after."""
+    names, shown = _mixer(manifest, model)
+    if not names:
+        return Counter()
+    inputs = list(map(attrgetter("inputs"), manifest.jobs))
+    columns = (map(dict.get, inputs, repeat(name)) for name in names)
+    raw = Counter(zip(*columns, strict=True))
+    counts: Counter[tuple[str, ...]] = Counter()
+    for values, count in raw.items():
+        counts[shown(values)] += count
+    return counts
 
 
 def _mix_order(manifest: Manifest, model: str, key: tuple[str, ...]) -> tuple[object, ...]:
@@ -143,25 +163,20 @@ def _mix_order(manifest: Manifest, model: str, key: tuple[str, ...]) -> tuple[ob
 def manifest_summary(display: str, manifest: Manifest) -> str:
     """``demo.yaml: 5 jobs, model X, 540p/5s x5, estimated $2.25``: one line, for people.
     With several models: ``..., 3 models (A x2, B x2, C x2), estimated ...``."""
-    total = 0.0
-    unpriced = 0
-    for job in manifest.jobs:
-        if job.estimate is None:
-            unpriced += 1
-        else:
-            total += job.estimate
+    prices = Counter(map(attrgetter("estimate"), manifest.jobs))  # a few prices, in C
+    unpriced = prices.pop(None, 0)
+    total = math.fsum(price * count for price, count in prices.items())
     n = len(manifest.jobs)
     cost_text = f"estimated ${total:,.2f}"
     if unpriced:
         cost_text += f" (+{unpriced:,} jobs without a known price)"
     jobs = f"{n:,} job{'s' if n != 1 else ''}"
-    per_model = Counter(job.model for job in manifest.jobs)
+    per_model = Counter(map(attrgetter("model"), manifest.jobs))
     if len(per_model) > 1:
         models = ", ".join(f"{m} x{c:,}" for m, c in per_model.items())
         return f"{display}: {jobs}, {len(per_model)} models ({models}), {cost_text}"
     model = next(iter(per_model), manifest.model)
-    mix_key = _mixer(manifest, model)
-    counts: Counter[tuple[str, ...]] = Counter(map(mix_key, manifest.jobs))
+    counts = _mix_counts(manifest, model)
     order = sorted(counts, key=lambda k: _mix_order(manifest, model, k))
     mix = ", ".join(f"{'/'.join(k)} x{counts[k]:,}" for k in order if k)
     return f"{display}: {jobs}, model {model}, {mix + ', ' if mix else ''}{cost_text}"
