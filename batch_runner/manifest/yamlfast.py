@@ -28,9 +28,8 @@ from .yamlsafe import MAX_DEPTH, RESOLVED_FIRST, YMap, YSeq, resolve_plain
 
 #: Characters the subset never contains: anything but printable characters and LF (tabs,
 #: CR, YAML 1.1's other line breaks NEL/LS/PS, controls, a BOM inside the text, surrogates).
-_OUTSIDE = re.compile(
-    "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
-)
+#: Compiled on first use (8 ms): an ASCII text, the usual one, never needs it.
+_OUTSIDE = "[^\n\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufefe\uff00-\ufffd\U00010000-\U0010ffff]"
 _KEY = re.compile(r"([A-Za-z0-9_][A-Za-z0-9_./-]*):(?: +(.*))?")
 #: A plain scalar cannot start with these (``-`` can, before a non-space: ``-5``).
 _INDICATORS = frozenset("-?:,[]{}#&*!|>'\"%@`")
@@ -212,7 +211,7 @@ def _outside_subset(text: str) -> bool:
     """True when ``text`` holds a character the subset never contains."""
     if text.isascii():  # the usual case: a fast check in C instead of a regex pass
         return bool(text.encode("ascii").translate(None, _PRINTABLE_ASCII))
-    return _OUTSIDE.search(text) is not None
+    return re.compile(_OUTSIDE).search(text) is not None  # (re caches the compiled form)
 
 
 _PRINTABLE_ASCII = bytes([10, *range(0x20, 0x7F)])
