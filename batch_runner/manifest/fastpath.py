@@ -111,7 +111,8 @@ class FastPath:
                 estimate = definition.prices.estimate(inputs).usd if definition else None
                 if estimate is not None:  # one float per price, not per job
                     estimate = self.prices.setdefault(estimate, estimate)
-            source = f"{raw.rel}:{raw.line}"  # the fingerprint: on first use (quick_job)
+            source = f"{raw.rel}:{raw.line}"
+            # no fingerprint yet: the job computes it when first asked for (quick_job)
             self.bases.append(quick_job(job_id, len(self.bases), inputs, source, spec.name,
                                         estimate))  # fmt: skip
             return True

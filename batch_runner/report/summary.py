@@ -132,8 +132,9 @@ def _mixer(
 
 def _mix_counts(manifest: Manifest, model: str) -> Counter[tuple[str, ...]]:
     """How many jobs have each price mix. The jobs' values are read a pass per input
-    with ``map(dict.get, ...)`` and counted with ``Counter``, all in C: ``validate`` of
-    100,000 jobs spent 0.07 s here a job at a time. The few distinct mixes are shown after."""
+    with ``map(dict.get, ...)`` and counted with ``Counter``, all in C; the few distinct
+    mixes are shown after. (The whole summary of 100,000 jobs: 0.069 s with a function
+    per job, 0.043 s so.)"""
     names, shown = _mixer(manifest, model)
     if not names:
         return Counter()
